@@ -1,0 +1,1 @@
+"""graft: take a trained network to a new dataset."""

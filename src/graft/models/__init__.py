@@ -1,0 +1,10 @@
+"""What the network is: loading from any source, the backbone contract, the zoo, safe checkpoints."""
+
+from graft.models.backbone import Backbone, BackboneSpec, BlockSpec, HeadSpec, InputSpec, describe
+from graft.models.checkpoint import Checkpoint, read_checkpoint
+from graft.models.loading import build_architecture, load_model
+from graft.models.weights import LoadReport, load_weights
+from graft.models.zoo import ZOO
+
+__all__ = ["Backbone", "BackboneSpec", "BlockSpec", "Checkpoint", "HeadSpec", "InputSpec", "LoadReport", "ZOO",
+           "build_architecture", "describe", "load_model", "load_weights", "read_checkpoint"]
