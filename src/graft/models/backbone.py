@@ -112,13 +112,13 @@ class BackboneSpec:
         raise ModelStructureError("the name of a block of this network", repr(name_or_index),
                                   f"did you mean {near}?" if near else f"blocks are: {', '.join(names)}")
 
-    def render(self) -> str:
+    def render(self, width: int = 100) -> str:
         """Human-readable summary (the ``graft inspect`` output)."""
         from rich.console import Console
         from rich.table import Table
 
         buf = StringIO()
-        console = Console(file=buf, width=110, force_terminal=False, color_system=None)
+        console = Console(file=buf, width=width, force_terminal=False, color_system=None)
         inp = self.input
         size = "x".join(map(str, inp.size)) if inp.size else "unknown"
         if inp.spatial_dims == 0:

@@ -19,6 +19,7 @@ class Trace:
     """What one forward pass did: module call order (by start), output shapes, and the output."""
 
     order: list[str] = field(default_factory=list)  # names by first call start
+    starts: dict[str, int] = field(default_factory=dict)  # name -> position in call order when it started
     ends: dict[str, int] = field(default_factory=dict)  # name -> position in call order when it returned
     inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
     outputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
@@ -79,6 +80,7 @@ def trace(module: nn.Module, x: torch.Tensor) -> Trace:
         def hook(mod, args):
             if name not in record.inputs:
                 record.order.append(name)
+                record.starts[name] = counter[0]
                 t = _first_tensor(args)
                 record.inputs[name] = tuple(t.shape) if t is not None else ()
             counter[0] += 1

@@ -1,0 +1,123 @@
+"""The ``graft`` command. Each subcommand calls exactly one public function of graft.api / graft.demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from graft import __version__
+from graft.errors import GraftError
+
+
+def _labels(value: str | None) -> list[str] | None:
+    """Comma-separated names, or a text file with one name per line."""
+    if value is None:
+        return None
+    p = Path(value)
+    if p.is_file():
+        return [line.strip() for line in p.read_text().splitlines() if line.strip()]
+    return [v.strip() for v in value.split(",")]
+
+
+def _label_map(value: str | None) -> dict[str, str] | None:
+    if not value:
+        return None
+    pairs = [item.split("=", 1) for item in value.split(",")]
+    bad = [p[0] for p in pairs if len(p) != 2]
+    if bad:
+        raise GraftError("--label-map as new=old,new2=old2", value, "separate each new and old name with '='")
+    return {a.strip(): b.strip() for a, b in pairs}
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="timm or zoo name (cifar_resnet56, mobilenetv2_100) or a checkpoint file")
+    p.add_argument("--weights", help="local weights file for a named architecture (.safetensors, .pth, .th)")
+    p.add_argument("--arch", help="architecture of a plain checkpoint, when graft cannot tell it")
+    p.add_argument("--source-size", nargs="+", type=int, metavar="N", help="input size the network was trained at")
+    p.add_argument("--source-labels", help="the network's class names: a,b,c or a file with one per line")
+    p.add_argument("--mean", nargs="+", type=float, help="per-channel input mean the network expects")
+    p.add_argument("--std", nargs="+", type=float, help="per-channel input std the network expects")
+    p.add_argument("--head", help="name of the classifier module, when graft cannot find it")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+
+
+def _load_kwargs(a: argparse.Namespace) -> dict:
+    kw = dict(weights=a.weights, arch=a.arch, input_size=tuple(a.source_size) if a.source_size else None,
+              label_names=_labels(a.source_labels), mean=tuple(a.mean) if a.mean else None,
+              std=tuple(a.std) if a.std else None, head=a.head)
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="graft", description="Take a trained network to a new dataset.")
+    parser.add_argument("--version", action="version", version=f"graft {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="run the main job on the embedded default (ResNet-20 -> MNIST digits)")
+    d.add_argument("--out", default="runs/demo", help="run folder to write (default: runs/demo)")
+
+    i = sub.add_parser("inspect", help="blocks, taps, head, input spec and parameter counts of a network")
+    _model_args(i)
+
+    p = sub.add_parser("plan", help="what surgery would change, tensor by tensor, and why")
+    _model_args(p)
+    p.add_argument("--data", help="the new dataset (.npz with x, y[, label_names], or an image folder)")
+    p.add_argument("--num-classes", type=int, help="classes of the new task")
+    p.add_argument("--labels", help="class names of the new task: a,b,c or a file with one per line")
+    p.add_argument("--in-chans", type=int, help="input channels of the new data")
+    p.add_argument("--input-size", nargs="+", type=int, metavar="N", help="input size of the new data: H W, or L")
+    p.add_argument("--truncate-at", help="keep blocks up to this one (name or index) and put a new head on top")
+    p.add_argument("--size-mode", default="auto",
+                   choices=["auto", "native", "resize", "pad", "crop", "global_pool", "adapter"])
+    p.add_argument("--pad-value", type=float, default=0.0, help="sentinel value written where padding adds positions")
+    p.add_argument("--mask-channel", action=argparse.BooleanOptionalAction, default=None,
+                   help="append a channel marking real data (1) vs padding (0); default: on when padding")
+    p.add_argument("--keep-rows", default="auto", choices=["auto", "require", "never"],
+                   help="keep head rows of classes matched by name (require: fail if none match)")
+    p.add_argument("--label-map", help="renamed classes: new=old,new2=old2")
+    p.add_argument("--verbose", action="store_true", help="list every reused tensor too")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out, err = Console(), Console(stderr=True)
+    try:
+        if args.command == "demo":
+            from graft.demo import run_demo
+
+            run_demo(args.out, console=out)
+        elif args.command == "inspect":
+            from graft.api import describe_model
+
+            spec = describe_model(args.model, **_load_kwargs(args))
+            print(spec.to_json() if args.json else spec.render(width=out.width))
+        elif args.command == "plan":
+            from graft.api import plan_surgery
+
+            fields = dict(num_classes=args.num_classes, label_names=_labels(args.labels), in_chans=args.in_chans,
+                          input_size=tuple(args.input_size) if args.input_size else None,
+                          truncate_at=args.truncate_at, size_mode=args.size_mode, pad_value=args.pad_value,
+                          mask_channel=args.mask_channel, keep_rows=args.keep_rows,
+                          label_map=_label_map(args.label_map))
+            fields = {k: v for k, v in fields.items() if v is not None}
+            if not args.data and not any(k in fields for k in ("num_classes", "label_names", "in_chans", "input_size",
+                                                              "truncate_at")):
+                raise GraftError("what to adapt to: --data PATH, or --num-classes/--labels/--in-chans/--input-size",
+                                 "none of them", "for example: graft plan cifar_resnet20 --num-classes 15")
+            plan = plan_surgery(args.model, data=args.data, load_kwargs=_load_kwargs(args), **fields)
+            print(plan.to_json() if args.json else plan.render(verbose=args.verbose, width=out.width))
+    except GraftError as exc:
+        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, markup=True)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""What the user has: a description of a dataset (shape, classes, counts) without loading a model.
+
+This first version reads numpy ``.npz`` archives (``x`` and ``y`` arrays, optional ``label_names``) and
+image folders (one sub-folder per class). The data stage of later issues extends the same ``DatasetSpec``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from graft.errors import DataError
+from graft.jsonable import from_dict, to_dict
+from graft.validation import label_names as check_label_names
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset's shape and classes: what surgery needs to know about the target."""
+
+    name: str
+    modality: str  # "image" or "array"
+    num_samples: int
+    input_shape: tuple[int, ...]  # per sample, channels first: (C, H, W) or (C, L)
+    label_names: tuple[str, ...]
+    class_counts: tuple[int, ...]
+    source: str = ""
+
+    @property
+    def channels(self) -> int:
+        return self.input_shape[0]
+
+    @property
+    def size(self) -> tuple[int, ...]:
+        return tuple(self.input_shape[1:])
+
+    def to_json(self) -> str:
+        return json.dumps(to_dict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> DatasetSpec:
+        return from_dict(cls, json.loads(text))
+
+
+def channels_first(x: np.ndarray, what: str = "x") -> np.ndarray:
+    """(N, H, W) -> (N, 1, H, W); (N, H, W, C) with C in 1..4 -> (N, C, H, W); (N, C, H, W) as is."""
+    if x.ndim == 2:
+        return x[:, None, :]  # (N, L) sequences: one channel
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4:
+        if x.shape[-1] <= 4 < x.shape[1]:
+            return np.moveaxis(x, -1, 1)
+        return x
+    raise DataError(f"{what} with 2 to 4 axes: (N, L), (N, H, W), (N, H, W, C) or (N, C, H, W)",
+                    f"shape {x.shape}", "reshape the array to one of these layouts")
+
+
+def load_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Read ``x`` (channels first), ``y`` (class indices) and label names from an ``.npz`` archive."""
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            keys = set(z.files)
+            if not {"x", "y"} <= keys:
+                raise DataError("an .npz archive with arrays 'x' (samples) and 'y' (labels)",
+                                f"arrays {sorted(keys)} in {p}", "save it with np.savez(path, x=x, y=y)")
+            x, y = z["x"], z["y"]
+            names = tuple(str(n) for n in z["label_names"]) if "label_names" in keys else None
+    except (OSError, ValueError) as exc:
+        raise DataError("a readable .npz archive", f"{p} ({exc})", "write it again with np.savez") from None
+    if len(x) != len(y):
+        raise DataError("as many labels as samples", f"{len(x)} samples and {len(y)} labels in {p}",
+                        "check that x and y come from the same split")
+    if names is None:
+        classes = sorted(set(y.tolist()))
+        if classes != list(range(len(classes))):
+            raise DataError("labels 0..K-1, or label_names in the archive", f"labels {classes[:10]}",
+                            "store integer class indices in y and their names in label_names")
+        names = tuple(str(c) for c in classes)
+    return channels_first(x), y.astype(np.int64), check_label_names(names, f"label names in {p}")
+
+
+def _describe_folder(p: Path) -> DatasetSpec:
+    from PIL import Image
+
+    classes = sorted(d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
+    counts = []
+    first = None
+    for c in classes:
+        files = [f for f in sorted((p / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+        counts.append(len(files))
+        first = first or (files[0] if files else None)
+    if not classes or first is None:
+        raise DataError("an image folder with one sub-folder of images per class", f"{p} without such sub-folders",
+                        "lay it out as root/CLASS_NAME/image.png")
+    with Image.open(first) as im:
+        channels = {"L": 1, "1": 1, "I": 1, "F": 1, "RGB": 3, "RGBA": 4, "CMYK": 4}.get(im.mode, 3)
+        w, h = im.size
+    return DatasetSpec(p.name, "image", sum(counts), (channels, h, w), tuple(classes), tuple(counts), str(p))
+
+
+def describe_dataset(path: str | Path) -> DatasetSpec:
+    """Describe the dataset at ``path`` (an ``.npz`` archive or an image folder)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError("a dataset: an .npz archive or an image folder", f"a path that does not exist: {p}",
+                        "check the path")
+    if p.is_dir():
+        return _describe_folder(p)
+    if p.suffix != ".npz":
+        raise DataError("a dataset: an .npz archive or an image folder", f"{p.name}",
+                        "pass an .npz with x and y arrays, or a folder with one sub-folder per class")
+    x, y, names = load_arrays(p)
+    counts = Counter(y.tolist())
+    modality = "image" if x.ndim == 4 else "array"
+    return DatasetSpec(p.stem, modality, len(x), tuple(int(s) for s in x.shape[1:]), names,
+                       tuple(counts.get(i, 0) for i in range(len(names))), str(p))

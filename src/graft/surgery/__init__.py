@@ -1,0 +1,9 @@
+"""What changes in the network: plan first (``plan_surgery``), apply second (``SurgeryPlan.apply``)."""
+
+from graft.models.weights import LoadReport, load_weights
+from graft.surgery.modules import GraftedNet, LearnedInputAdapter, PadCrop, Resize, SpatialPoolLinear
+from graft.surgery.plan import Step, SurgeryPlan, Target, TensorChange
+from graft.surgery.planner import apply_surgery, plan_surgery
+
+__all__ = ["GraftedNet", "LearnedInputAdapter", "LoadReport", "PadCrop", "Resize", "SpatialPoolLinear", "Step",
+           "SurgeryPlan", "Target", "TensorChange", "apply_surgery", "load_weights", "plan_surgery"]

@@ -1,0 +1,146 @@
+"""Carrying out the steps of a plan on a module, and recording what happened to each tensor."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from graft.models.backbone import BackboneSpec
+from graft.surgery.modules import GraftedNet, LearnedInputAdapter, PadCrop, Resize, SpatialPoolLinear
+from graft.surgery.ops import add_zero_channels, adapt_input_channels, remap_rows
+from graft.surgery.plan import Step
+
+
+@dataclass
+class Executed:
+    """The changed module, the name prefix of the body inside it, and notes on the tensors touched."""
+
+    module: nn.Module
+    prefix: str = ""
+    # new tensor name -> (action, note, old name)
+    touched: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
+    head: str = ""
+    first_layer: str = ""
+    stop_at: str | None = None
+
+
+def _default_init(layer: nn.Module, generator: torch.Generator) -> None:
+    """PyTorch's default initialization of Linear / ConvNd, drawn from ``generator`` (reproducible)."""
+    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+    if layer.bias is not None:
+        fan_in = layer.weight[0].numel()
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+
+
+def _with_out(layer: nn.Module, out: int) -> nn.Module:
+    if isinstance(layer, nn.Linear):
+        return nn.Linear(layer.in_features, out, bias=layer.bias is not None,
+                         device=layer.weight.device, dtype=layer.weight.dtype)
+    new = copy.deepcopy(layer)
+    new.out_channels = out
+    new.weight = nn.Parameter(layer.weight.new_empty(out, *layer.weight.shape[1:]))
+    if layer.bias is not None:
+        new.bias = nn.Parameter(layer.bias.new_empty(out))
+    return new
+
+
+def _head(body: nn.Module, spec: BackboneSpec, p: dict, gen: torch.Generator, ex: Executed) -> None:
+    old = body.get_submodule(spec.head.name)
+    new = _with_out(old, p["num_classes"])
+    rows = p["rows"]
+    with torch.no_grad():
+        if any(r is not None for r in rows):
+            w, b, how = remap_rows(old.weight.detach(), None if old.bias is None else old.bias.detach(), rows, gen)
+            new.weight.copy_(w)
+            if new.bias is not None:
+                new.bias.copy_(b)
+        else:
+            _default_init(new, gen)
+            how = "all rows new: PyTorch default init (Kaiming uniform)"
+    body.set_submodule(spec.head.name, new)
+    same_shape = old.weight.shape == new.weight.shape
+    for t in ("weight", "bias"):
+        if getattr(new, t, None) is not None:
+            action = "new" if all(r is None for r in rows) else ("resized" if not same_shape or rows != list(range(len(rows))) else "reused")
+            ex.touched[f"{spec.head.name}.{t}"] = (action, how if t == "weight" else "", f"{spec.head.name}.{t}")
+
+
+def _channels(body: nn.Module, p: dict, ex: Executed) -> None:
+    layer = body.get_submodule(p["layer"])
+    weight, how = adapt_input_channels(layer.weight.detach(), p["to"])
+    if p.get("mask_channel"):
+        weight = add_zero_channels(weight, 1)
+        how += "; +1 zero-weight mask channel"
+    new = copy.deepcopy(layer)
+    new.in_channels = weight.shape[1]
+    new.weight = nn.Parameter(weight)
+    body.set_submodule(p["layer"], new)
+    ex.touched[f"{p['layer']}.weight"] = ("resized", how, f"{p['layer']}.weight")
+
+
+def execute(module: nn.Module, spec: BackboneSpec, steps: tuple[Step, ...], seed: int) -> Executed:
+    """Apply ``steps`` to ``module`` (modified in place; pass a copy to keep the original)."""
+    gen = torch.Generator().manual_seed(seed)
+    ex = Executed(module, head=spec.head.name, first_layer=spec.first_layer)
+    body, input_layer, new_head = module, None, None
+    for step in steps:
+        p = step.params
+        if step.kind == "truncate":
+            for name in p["removed"]:
+                body.set_submodule(name, nn.Identity())
+            new_head = nn.Linear(p["channels"], p["num_classes"])
+            _default_init(new_head, gen)
+            ex.stop_at = p["block"]
+            ex.touched["head.weight"] = ("new", f"new head on {p['block']}: PyTorch default init", None)
+            ex.touched["head.bias"] = ("new", "", None)
+        elif step.kind == "head":
+            _head(body, spec, p, gen, ex)
+        elif step.kind == "input_channels":
+            _channels(body, p, ex)
+        elif step.kind == "input_size":
+            mode = p["mode"]
+            if mode == "resize":
+                input_layer = Resize(tuple(p["to"]))
+            elif mode == "pad":
+                input_layer = PadCrop(tuple(p["to"]), p["pad_value"], p["mask_channel"])
+            elif mode == "global_pool":
+                old = body.get_submodule(p["linear"])
+                lin = nn.Linear(p["channels"], old.out_features, bias=old.bias is not None)
+                with torch.no_grad():
+                    lin.weight.copy_(old.weight.reshape(old.out_features, p["channels"], -1).sum(-1))
+                    if old.bias is not None:
+                        lin.bias.copy_(old.bias)
+                body.set_submodule(p["linear"], SpatialPoolLinear(p["channels"], lin))
+                note = f"{tuple(old.weight.shape)} summed over the {old.in_features // p['channels']} positions"
+                ex.touched[f"{p['linear']}.linear.weight"] = ("resized", note, f"{p['linear']}.weight")
+                ex.touched[f"{p['linear']}.linear.bias"] = ("reused", "", f"{p['linear']}.bias")
+                ex.touched.pop(f"{p['linear']}.weight", None)
+                ex.touched.pop(f"{p['linear']}.bias", None)
+                if p["linear"] == ex.head:
+                    ex.head = f"{p['linear']}.linear"
+            elif mode == "adapter":
+                input_layer = LearnedInputAdapter(p["in_chans"], p["out_chans"], tuple(p["to"]))
+                with torch.no_grad():
+                    eye = torch.eye(p["out_chans"]).reshape(p["out_chans"], p["out_chans"], *([1] * len(p["to"])))
+                    w, how = adapt_input_channels(eye, p["in_chans"])
+                    input_layer.mix.weight.copy_(w)
+                    input_layer.mix.bias.zero_()
+                for name, _ in input_layer.named_parameters():
+                    note = f"1x1 channel map, init: {how}" if name == "mix.weight" else (
+                        "residual 3x3, init zero" if name.startswith("refine") else "")
+                    ex.touched[f"input_layer.{name}"] = ("new", note, None)
+                for name, param in body.named_parameters():
+                    if not (name.startswith(ex.head + ".")):
+                        param.requires_grad_(False)
+    if input_layer is not None or ex.stop_at is not None:
+        ex.module = GraftedNet(body, input_layer, ex.stop_at, new_head)
+        ex.prefix = "body."
+        ex.touched = {(k if k.startswith(("input_layer.", "head.")) else "body." + k): v for k, v in ex.touched.items()}
+        ex.head = "head" if ex.stop_at is not None else "body." + ex.head
+        ex.first_layer = "body." + ex.first_layer
+    return ex
