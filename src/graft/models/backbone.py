@@ -265,7 +265,11 @@ def imagenet_label_names() -> tuple[str, ...]:
     """Short names of the 1000 ImageNet-1k classes, from timm's bundled class info."""
     from timm.data import ImageNetInfo
 
-    return tuple(d.split(",")[0].strip() for d in ImageNetInfo().label_descriptions())
+    full = [d.strip() for d in ImageNetInfo().label_descriptions()]
+    short = [d.split(",")[0].strip() for d in full]
+    counts = {n: short.count(n) for n in short}
+    names = [s if counts[s] == 1 else f"{s} ({i})" for i, s in enumerate(short)]  # 'crane' is a bird and a machine
+    return tuple(names)
 
 
 def describe(
@@ -278,6 +282,7 @@ def describe(
     taps: list[str] | None = None,
     head: str | None = None,
     first_layer: str | None = None,
+    in_chans: int | None = None,
     input_size: tuple[int, ...] | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
@@ -293,7 +298,7 @@ def describe(
     first_name = find_first_layer(module, first_hint)
     first = modules[first_name]
     spatial = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}.get(type(first), 0)
-    channels = first.in_channels if isinstance(first, _CONVS) else first.in_features
+    channels = in_chans or (first.in_channels if isinstance(first, _CONVS) else first.in_features)
     head_mod = modules[head_name]
     head_spec = HeadSpec(
         head_name,

@@ -143,7 +143,7 @@ def apply_surgery(backbone: Backbone, plan: SurgeryPlan, *, inplace: bool = Fals
     res = plan.result_input
     new_spec = describe(
         ex.module, name=src.name, origin=src.origin, weights=src.weights, blocks=blocks,
-        head=ex.head, first_layer=ex.first_layer, input_size=res.size or None, mean=res.mean, std=res.std,
+        head=ex.head, first_layer=ex.first_layer, in_chans=res.channels, input_size=res.size or None, mean=res.mean, std=res.std,
         label_names=plan.result_labels,
         notes=(f"grafted from {src.name}: " + "; ".join(s.kind for s in plan.steps),) if plan.steps else (),
     )
