@@ -75,7 +75,38 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, metadata
 
 
-def _unsafe_reason(message: str) -> str:
+_SAFE_GLOBALS = ("torch._utils.", "collections.OrderedDict", "torch.", "builtins.set", "_codecs.encode")
+
+
+def pickle_globals(path: Path) -> list[str]:
+    """The callables a pickle would import when loaded, read from its opcodes (nothing is executed)."""
+    import pickletools
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.endswith("data.pkl")]
+            data = z.read(names[0]) if names else b""
+    else:
+        data = path.read_bytes()
+    found, strings = [], []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(str(arg))
+            elif op.name == "GLOBAL":
+                found.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+    except Exception:  # a damaged stream: report what was read so far
+        pass
+    return sorted({g for g in found if not g.startswith(_SAFE_GLOBALS)})
+
+
+def _unsafe_reason(path: Path, message: str) -> str:
+    names = pickle_globals(path)
+    if names:
+        return f"it would call {', '.join(names[:5])}"
     for line in message.splitlines():
         if "GLOBAL" in line or "Unsupported" in line:
             return line.strip()
@@ -90,14 +121,14 @@ def _read_pickle(path: Path) -> Any:
         if "Weights only load failed" in msg or "GLOBAL" in msg or "Unsupported" in msg:
             raise UnsafeCheckpointError(
                 "a checkpoint that holds only tensors and plain containers",
-                f"{path}, which asks to run Python code or build objects when unpickled ({_unsafe_reason(msg)})",
+                f"{path}, which asks to run Python code or build objects when unpickled ({_unsafe_reason(path, msg)})",
                 "graft never unpickles code. If you trust the file, load it yourself "
                 "(torch.load(path, weights_only=False)) and pass the module or its state_dict() to graft, "
                 "or re-save it as tensors only: torch.save(model.state_dict(), 'weights.pt')",
             ) from None
         raise CheckpointError("a PyTorch checkpoint", f"{path}, which is not one ({msg.splitlines()[0][:120]})",
                               "pass a file written by torch.save or safetensors") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+    except Exception as exc:  # torch raises RuntimeError, EOFError, KeyError... for non-checkpoints
         first = (str(exc).splitlines() or ["unreadable"])[0][:160]
         raise CheckpointError("a PyTorch checkpoint", f"{path}, which cannot be read ({first})",
                               "the file may be truncated or in another format; pass a file written by "
@@ -106,6 +137,14 @@ def _read_pickle(path: Path) -> Any:
 
 def _tensor_items(obj: dict) -> dict[str, torch.Tensor]:
     return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def _count_tensors(obj: Any, depth: int = 4) -> int:
+    if isinstance(obj, torch.Tensor):
+        return 1
+    if isinstance(obj, dict) and depth > 0:
+        return sum(_count_tensors(v, depth - 1) for v in obj.values())
+    return 0
 
 
 def find_state_dict(obj: Any, path: str = "checkpoint") -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
@@ -123,9 +162,9 @@ def find_state_dict(obj: Any, path: str = "checkpoint") -> tuple[dict[str, torch
                 continue
             return found, (key, *walked)
     tensors = _tensor_items(obj)
-    nested = {k: v for k, v in obj.items() if isinstance(v, dict) and _tensor_items(v)}
+    nested = {k: v for k, v in obj.items() if isinstance(v, dict) and _count_tensors(v)}
     if nested and len(tensors) <= 2:  # e.g. {'weights': {...}, 'best_acc': tensor(..)}
-        key = max(nested, key=lambda k: len(_tensor_items(nested[k])))
+        key = max(nested, key=lambda k: _count_tensors(nested[k]))
         found, walked = find_state_dict(nested[key], path)
         return found, (str(key), *walked)
     if not tensors:

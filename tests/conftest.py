@@ -1,0 +1,84 @@
+"""Shared fixtures: tiny real networks, the shared folder (skipped when absent), an offline hub."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+# Never reach the network from tests: hub calls fail at once instead of retrying for a minute.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SHARED = Path(os.environ.get("GRAFT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+WEIGHTS = SHARED / "weights"
+DATA = SHARED / "data"
+
+
+def shared_file(*parts: str) -> Path:
+    """A file under ../shared, or skip the test with the reason."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs {path} (the project's shared weights and data are not present here)")
+    return path
+
+
+class KerasStyleCNN(nn.Module):
+    """A user's CNN with a flatten + dense head, trained on (1, 28, 9) inputs (the time-series user)."""
+
+    def __init__(self, classes: int = 40, in_chans: int = 1, size: tuple[int, int] = (28, 9)):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chans, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc1 = nn.Linear(16 * (size[0] // 2) * (size[1] // 2), 32)
+        self.fc2 = nn.Linear(32, classes)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = torch.relu(self.conv2(x))
+        return self.fc2(torch.relu(self.fc1(torch.flatten(x, 1))))
+
+
+class TinyPooledCNN(nn.Module):
+    """A small conv net with global pooling: takes any input size above a minimum."""
+
+    def __init__(self, classes: int = 10, in_chans: int = 3):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.stage1 = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.stage2 = nn.Sequential(nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.stage2(self.stage1(self.stem(x)))), 1))
+
+
+def randomize_bn(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Give BatchNorm layers non-trivial statistics, as a trained network has."""
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return module
+
+
+@pytest.fixture
+def keras_cnn() -> KerasStyleCNN:
+    torch.manual_seed(0)
+    return KerasStyleCNN().eval()
+
+
+@pytest.fixture
+def pooled_cnn() -> TinyPooledCNN:
+    torch.manual_seed(0)
+    return randomize_bn(TinyPooledCNN()).eval()
+
+
+@pytest.fixture
+def speakers40() -> list[str]:
+    return [f"speaker_{i:02d}" for i in range(40)]
