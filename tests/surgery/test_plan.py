@@ -10,7 +10,7 @@ import torch
 from graft.errors import GraftError, LabelError, ModelStructureError, ShapeError
 from graft.models import load_model
 from graft.surgery import SurgeryPlan, Target, plan_surgery
-from tests.conftest import KerasStyleCNN, TinyPooledCNN, randomize_bn
+from tests.conftest import TinyPooledCNN, randomize_bn
 
 
 def _logits(backbone, x):

@@ -8,7 +8,7 @@ model expects but the file lacks, tensors the file has but the model does not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
