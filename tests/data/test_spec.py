@@ -21,31 +21,27 @@ def _labels(n: int, k: int) -> np.ndarray:
 
 # -- .npz layouts ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("x_shape, input_shape, modality", [
-    ((6, 28, 28), (1, 28, 28), "image"),        # grey images without a channel axis
-    ((6, 28, 28, 1), (1, 28, 28), "image"),     # channels last, one channel
-    ((6, 32, 30, 3), (3, 32, 30), "image"),     # channels last (numpy / PIL / Keras style)
-    ((6, 3, 32, 30), (3, 32, 30), "image"),     # channels first (PyTorch style), kept as is
-    ((6, 3, 8, 2), (3, 8, 2), "image"),         # channels first with a narrow last axis: not mistaken for C
-    ((6, 50), (1, 50), "array"),                # sequences
+@pytest.mark.parametrize("x_shape, input_shape, modality, layout", [
+    ((6, 28, 28), (1, 28, 28), "image", "add-channel"),        # grey images without a channel axis
+    ((6, 28, 28, 1), (1, 28, 28), "image", "channels-last"),   # channels last, one channel
+    ((6, 32, 30, 3), (3, 32, 30), "image", "channels-last"),   # channels last (numpy / PIL / Keras style)
+    ((6, 3, 32, 30), (3, 32, 30), "image", "as-is"),           # channels first (PyTorch style)
+    ((6, 3, 8, 2), (3, 8, 2), "image", "as-is"),               # narrow last axis: not mistaken for channels
+    ((6, 50), (1, 50), "array", "add-channel"),                # sequences
 ])
-def test_npz_layouts_become_channels_first(tmp_path, x_shape, input_shape, modality):
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, x_shape, dtype=np.uint8)
+def test_npz_layouts_become_channels_first(tmp_path, x_shape, input_shape, modality, layout):
+    x = np.random.default_rng(0).integers(0, 256, x_shape, dtype=np.uint8)
     path = _npz(tmp_path / "d.npz", x=x, y=_labels(6, 3))
     spec = describe_dataset(path)
     assert spec.input_shape == input_shape
     assert spec.channels == input_shape[0] and spec.size == input_shape[1:]
     assert spec.modality == modality
-    assert spec.num_samples == 6
+    assert spec.num_samples == 6 and spec.class_counts == (2, 2, 2)
     assert spec.name == "d" and spec.source == str(path)
-    xs, ys, _ = load_arrays(path)
-    assert xs.shape == (6, *input_shape) and ys.dtype == np.int64
-    # the data itself is moved, not only the reported shape: sample 0, channel 0 is the same picture
-    first = x[0] if x.ndim == 3 else (x[0, ..., 0] if x_shape[-1] in (1, 3) and x_shape[1] > 4 else x[0, 0])
-    if x.ndim == 2:
-        first = x[0]
-    np.testing.assert_array_equal(xs[0, 0], first)
+    xs, ys, names = load_arrays(path)
+    expected = {"add-channel": x[:, None], "channels-last": np.moveaxis(x, -1, 1), "as-is": x}[layout]
+    np.testing.assert_array_equal(xs, expected)  # the values move with the axes, not only the reported shape
+    assert ys.dtype == np.int64 and names == ("0", "1", "2")
 
 
 def test_npz_without_label_names_names_the_classes_by_index(tmp_path):
