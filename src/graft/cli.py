@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                           mask_channel=args.mask_channel, keep_rows=args.keep_rows,
                           label_map=_label_map(args.label_map))
             fields = {k: v for k, v in fields.items() if v is not None}
-            if not args.data and not any(k in fields for k in ("num_classes", "label_names", "in_chans", "input_size",
-                                                              "truncate_at")):
+            asked = {"num_classes", "label_names", "in_chans", "input_size", "truncate_at"} & set(fields)
+            if not args.data and not asked and args.size_mode == "auto":
                 raise GraftError("what to adapt to: --data PATH, or --num-classes/--labels/--in-chans/--input-size",
                                  "none of them", "for example: graft plan cifar_resnet20 --num-classes 15")
             plan = plan_surgery(args.model, data=args.data, load_kwargs=_load_kwargs(args), **fields)

@@ -73,8 +73,16 @@ def load_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ..
                                 f"arrays {sorted(keys)} in {p}", "save it with np.savez(path, x=x, y=y)")
             x, y = z["x"], z["y"]
             names = tuple(str(n) for n in z["label_names"]) if "label_names" in keys else None
-    except (OSError, ValueError) as exc:
-        raise DataError("a readable .npz archive", f"{p} ({exc})", "write it again with np.savez") from None
+    except DataError:
+        raise
+    except Exception as exc:  # OSError, ValueError, zipfile.BadZipFile, EOFError...: not a readable archive
+        raise DataError("a readable .npz archive", f"{p} ({type(exc).__name__}: {exc})",
+                        "the file may be truncated; write it again with np.savez") from None
+    integral = np.issubdtype(y.dtype, np.integer) or (
+        np.issubdtype(y.dtype, np.floating) and bool(np.all(np.mod(y, 1) == 0)))
+    if y.ndim != 1 or not integral:
+        raise DataError("y as one integer class index per sample (shape (N,))", f"y of shape {y.shape}, dtype {y.dtype}",
+                        "for one-hot labels pass y.argmax(1); for names, store indices in y and the names in label_names")
     if len(x) != len(y):
         raise DataError("as many labels as samples", f"{len(x)} samples and {len(y)} labels in {p}",
                         "check that x and y come from the same split")
@@ -84,6 +92,10 @@ def load_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ..
             raise DataError("labels 0..K-1, or label_names in the archive", f"labels {classes[:10]}",
                             "store integer class indices in y and their names in label_names")
         names = tuple(str(c) for c in classes)
+    elif len(y) and (y.min() < 0 or y.max() >= len(names)):
+        raise DataError(f"labels between 0 and {len(names) - 1} (one per name in label_names)",
+                        f"labels from {int(y.min())} to {int(y.max())}",
+                        "add the missing names to label_names, or fix the labels")
     return channels_first(x), y.astype(np.int64), check_label_names(names, f"label names in {p}")
 
 
