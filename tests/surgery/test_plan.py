@@ -86,6 +86,30 @@ def test_one_channel_input_matches_the_color_network_on_gray_images(speaker_net)
     assert grafted.spec.input.channels == 1 and len(grafted.spec.input.mean or (0,)) == 1
 
 
+IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+
+@pytest.mark.parametrize("net", ["tiny-with-bias", "cifar_resnet20-without-bias"])
+def test_one_channel_under_normalization_is_exact_away_from_the_border(net):
+    if net.startswith("tiny"):
+        torch.manual_seed(0)
+        b = load_model(randomize_bn(TinyPooledCNN()).eval(), input_size=(32, 32), **IMAGENET)
+    else:
+        b = load_model("cifar_resnet20", pretrained=False)
+    first = b.spec.first_layer
+    plan = plan_surgery(b, in_chans=1)
+    grafted = plan.apply(b)
+    (m1,), (s1,) = grafted.spec.input.mean, grafted.spec.input.std
+    assert m1 == pytest.approx(sum(IMAGENET["mean"]) / 3) and s1 == pytest.approx(sum(IMAGENET["std"]) / 3)
+    gray = torch.rand(2, 1, 16, 16)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (IMAGENET["mean"], IMAGENET["std"]))
+    with torch.inference_mode():
+        old = b.get(first)((gray.expand(-1, 3, -1, -1) - mean) / std)
+        new = grafted.get(first)((gray - m1) / s1)
+    assert torch.allclose(old[..., 1:-1, 1:-1], new[..., 1:-1, 1:-1], atol=1e-5)
+    assert plan.tensor(f"{first}.bias").action == ("resized" if net.startswith("tiny") else "new")
+
+
 @pytest.mark.parametrize("channels", [2, 4, 6, 9])
 def test_more_channels_rescale_the_first_conv(speaker_net, channels):
     plan = plan_surgery(speaker_net, in_chans=channels)

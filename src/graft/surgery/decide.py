@@ -255,9 +255,17 @@ def decide_channels(backbone: Backbone, target: Target, size_step: Step | None) 
                          f"{spec.first_layer} is {type(layer).__name__}", "use size_mode='adapter'")
     if layer.groups != 1:
         raise ShapeError("a first convolution with groups=1", f"groups={layer.groups}", "use size_mode='adapter'")
-    if want == 1:
+    params = {"layer": spec.first_layer, "from": inp.channels, "to": want, "mask_channel": mask}
+    if want == 1 and inp.mean and inp.std and inp.channels > 1:
+        new_mean, new_std = sum(inp.mean) / len(inp.mean), sum(inp.std) / len(inp.std)
+        params.update(mean=list(inp.mean), std=list(inp.std), new_mean=new_mean, new_std=new_std)
+        how = (f"sum the {inp.channels} input filters of {spec.first_layer} into 1, rescaled for the grey input's "
+               f"normalization (mean {new_mean:.3g}, std {new_std:.3g}), the offset folded into a bias")
+        why = ("a grey image then gives the response of the colour image whose channels all equal it, exactly "
+               "away from the zero-padded border")
+    elif want == 1:
         how = f"sum the {inp.channels} input filters of {spec.first_layer} into 1"
-        why = "a gray image then gives exactly the response of the color image whose channels all equal it"
+        why = "a grey image then gives exactly the response of the colour image whose channels all equal it"
     elif want == inp.channels:
         how, why = f"keep the {want} input filters of {spec.first_layer}", ""
     else:
@@ -266,4 +274,4 @@ def decide_channels(backbone: Backbone, target: Target, size_step: Step | None) 
     if mask:
         how += "; one more input channel with zero weights for the mask (ignored until trained)"
     return Step("input_channels", how, why, ("a learned input adapter (size_mode='adapter') maps channels instead",),
-                {"layer": spec.first_layer, "from": inp.channels, "to": want, "mask_channel": mask})
+                params)

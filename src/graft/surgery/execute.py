@@ -11,7 +11,7 @@ from torch import nn
 
 from graft.models.backbone import BackboneSpec
 from graft.surgery.modules import GraftedNet, LearnedInputAdapter, PadCrop, Resize, SpatialPoolLinear
-from graft.surgery.ops import add_zero_channels, adapt_input_channels, remap_rows
+from graft.surgery.ops import add_zero_channels, adapt_input_channels, remap_rows, to_one_channel_normalized
 from graft.surgery.plan import Step
 
 
@@ -72,15 +72,28 @@ def _head(body: nn.Module, spec: BackboneSpec, p: dict, gen: torch.Generator, ex
 
 def _channels(body: nn.Module, p: dict, ex: Executed) -> None:
     layer = body.get_submodule(p["layer"])
-    weight, how = adapt_input_channels(layer.weight.detach(), p["to"])
+    delta = None
+    if "new_mean" in p:
+        weight, delta, how = to_one_channel_normalized(layer.weight.detach(), p["mean"], p["std"],
+                                                       p["new_mean"], p["new_std"])
+    else:
+        weight, how = adapt_input_channels(layer.weight.detach(), p["to"])
     if p.get("mask_channel"):
         weight = add_zero_channels(weight, 1)
         how += "; +1 zero-weight mask channel"
     new = copy.deepcopy(layer)
     new.in_channels = weight.shape[1]
     new.weight = nn.Parameter(weight)
-    body.set_submodule(p["layer"], new)
-    ex.touched[f"{p['layer']}.weight"] = ("resized", how, f"{p['layer']}.weight")
+    name = p["layer"]
+    if delta is not None:
+        had_bias = layer.bias is not None
+        bias = (layer.bias.detach() if had_bias else torch.zeros_like(delta)) + delta
+        new.bias = nn.Parameter(bias.to(weight.dtype))
+        ex.touched[f"{name}.bias"] = ("resized" if had_bias else "new",
+                                      "normalization offset folded in (grey mean vs per-channel means)",
+                                      f"{name}.bias" if had_bias else None)
+    body.set_submodule(name, new)
+    ex.touched[f"{name}.weight"] = ("resized", how, f"{name}.weight")
 
 
 def execute(module: nn.Module, spec: BackboneSpec, steps: tuple[Step, ...], seed: int) -> Executed:

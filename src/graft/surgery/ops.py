@@ -30,6 +30,24 @@ def adapt_input_channels(weight: torch.Tensor, channels: int) -> tuple[torch.Ten
     return tiled * (in_ch / channels), f"repeated the {in_ch} input filters to {channels} and scaled by {in_ch}/{channels}"
 
 
+def to_one_channel_normalized(weight: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
+                              new_mean: float, new_std: float) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Sum the input filters for a 1-channel input normalized with (new_mean, new_std), exactly.
+
+    The source saw ``(x - m_c) / s_c`` on each channel c; a grey image g repeated on every channel gave
+    ``sum_c W_c (g - m_c) / s_c``. The new layer sees ``(g - m') / s'``; with ``W' = sum_c W_c s' / s_c`` and a
+    bias ``delta = sum_{c,k} W_c[k] (m' - m_c) / s_c`` per output channel, its response is the same at every
+    position the zero padding does not reach. Returns (weight, bias delta, how).
+    """
+    s = torch.tensor(std, dtype=weight.dtype).view(1, -1, *([1] * (weight.ndim - 2)))
+    m = torch.tensor(mean, dtype=weight.dtype).view(1, -1, *([1] * (weight.ndim - 2)))
+    new_w = (weight * (new_std / s)).sum(dim=1, keepdim=True)
+    delta = (weight * ((new_mean - m) / s)).flatten(1).sum(1)
+    how = (f"summed the {weight.shape[1]} input filters into 1, each scaled by {new_std:.3g}/std_c, and the "
+           f"normalization offset folded into the bias: exact away from the padded border")
+    return new_w, delta, how
+
+
 def add_zero_channels(weight: torch.Tensor, extra: int) -> torch.Tensor:
     """Append ``extra`` input channels with zero weights (the network ignores them at first)."""
     zeros = torch.zeros(weight.shape[0], extra, *weight.shape[2:], dtype=weight.dtype, device=weight.device)
