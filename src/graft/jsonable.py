@@ -63,3 +63,30 @@ def from_dict(cls: type[T], data: dict) -> T:
 
 def dumps(obj: Any) -> str:
     return json.dumps(to_dict(obj), indent=2, sort_keys=False)
+
+
+class JsonSerializable:
+    """Mixin for frozen dataclasses: ``to_dict``/``to_json`` and ``from_dict``/``from_json`` that round-trip."""
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return from_dict(cls, data)
+
+    @classmethod
+    def from_json(cls, text: str):
+        from graft.errors import GraftError
+
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise GraftError(f"a {cls.__name__} in JSON", f"invalid JSON ({exc})",
+                             f"write it with {cls.__name__}.to_json()") from None
+        if not isinstance(data, dict):
+            raise GraftError(f"a {cls.__name__} in JSON (an object)", type(data).__name__, "pass the whole file")
+        return cls.from_dict(data)

@@ -6,7 +6,6 @@ image folders (one sub-folder per class). The data stage of later issues extends
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from graft.errors import DataError
-from graft.jsonable import from_dict, to_dict
+from graft.jsonable import JsonSerializable
 from graft.validation import label_names as check_label_names
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 @dataclass(frozen=True)
-class DatasetSpec:
+class DatasetSpec(JsonSerializable):
     """A dataset's shape and classes: what surgery needs to know about the target."""
 
     name: str
@@ -39,13 +38,6 @@ class DatasetSpec:
     @property
     def size(self) -> tuple[int, ...]:
         return tuple(self.input_shape[1:])
-
-    def to_json(self) -> str:
-        return json.dumps(to_dict(self), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> DatasetSpec:
-        return from_dict(cls, json.loads(text))
 
 
 def channels_first(x: np.ndarray, what: str = "x") -> np.ndarray:

@@ -10,7 +10,6 @@ conv is the head, top-level children are blocks). Every derived name can be over
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from io import StringIO
 
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 
 from graft.errors import LabelError, ModelStructureError
-from graft.jsonable import from_dict, to_dict
+from graft.jsonable import JsonSerializable
 from graft.models.trace import Trace, example_input, runs_at, smallest_size, trace
 from graft.validation import label_names as check_label_names
 from graft.validation import suggest
@@ -67,7 +66,7 @@ class HeadSpec:
 
 
 @dataclass(frozen=True)
-class BackboneSpec:
+class BackboneSpec(JsonSerializable):
     """The contract of one network; round-trips through JSON."""
 
     name: str
@@ -81,20 +80,6 @@ class BackboneSpec:
     num_params: int = 0
     weights: str | None = None  # where the weights came from
     notes: tuple[str, ...] = field(default_factory=tuple)
-
-    def to_dict(self) -> dict:
-        return to_dict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> BackboneSpec:
-        return from_dict(cls, data)
-
-    @classmethod
-    def from_json(cls, text: str) -> BackboneSpec:
-        return cls.from_dict(json.loads(text))
 
     def block_index(self, name_or_index: str | int) -> int:
         """Index of a block given its name or its (possibly negative) index."""

@@ -7,13 +7,12 @@ run folder, and replayed.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from io import StringIO
 from typing import Any
 
 from graft.errors import GraftError, LabelError
-from graft.jsonable import from_dict, to_dict
+from graft.jsonable import JsonSerializable
 from graft.models.backbone import BackboneSpec, HeadSpec, InputSpec
 from graft.validation import label_names as check_label_names
 from graft.validation import positive_int, size_tuple
@@ -125,7 +124,7 @@ class TensorChange:
 
 
 @dataclass(frozen=True)
-class SurgeryPlan:
+class SurgeryPlan(JsonSerializable):
     """Every change surgery makes to a network, decided before anything is changed."""
 
     source: BackboneSpec
@@ -137,25 +136,6 @@ class SurgeryPlan:
     result_labels: tuple[str, ...] | None = None
     warnings: tuple[str, ...] = ()
     verified: str = ""  # the dry run on the target shape
-
-    # -- serialization -------------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return to_dict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> SurgeryPlan:
-        return from_dict(cls, data)
-
-    @classmethod
-    def from_json(cls, text: str) -> SurgeryPlan:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise GraftError("a surgery plan in JSON", f"invalid JSON ({exc})", "write it with plan.to_json()") from None
-        return cls.from_dict(data)
 
     # -- queries -------------------------------------------------------------------------------------
     def count(self, action: str) -> int:
