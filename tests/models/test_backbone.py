@@ -129,3 +129,24 @@ def test_dry_runs_leave_the_module_as_they_found_it():
     describe(net)
     assert net.training and all(m.training for m in net.modules())
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items()), "BN statistics changed"
+
+
+def test_timm_feature_info_stages_are_taps_in_execution_order():
+    model = timm.create_model("test_resnet", pretrained=False)
+    spec = describe(model, origin="timm")
+    feature_modules = [f["module"] for f in model.feature_info]
+    assert set(feature_modules) <= set(spec.taps)
+    assert spec.taps.index("act1") > spec.taps.index("bn1") and spec.taps[-1] == "layer4"
+
+
+def test_get_classifier_names_the_head_when_it_is_not_the_last_layer():
+    class WithAux(TinyPooledCNN):
+        def __init__(self):
+            super().__init__(classes=6)
+            self.aux = nn.Conv2d(32, 32, 3)  # registered after the classifier, never a head
+
+        def get_classifier(self):
+            return self.fc
+
+    spec = describe(WithAux(), input_size=(32, 32))
+    assert spec.head.name == "fc" and spec.head.num_classes == 6

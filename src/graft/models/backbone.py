@@ -246,6 +246,18 @@ def _timm_cfg(module: nn.Module) -> dict:
     return dict(cfg) if isinstance(cfg, dict) else {}
 
 
+def _timm_classifier(module: nn.Module) -> str | None:
+    """The name of the module timm's ``get_classifier()`` returns, if the model has one."""
+    getter = getattr(module, "get_classifier", None)
+    if not callable(getter):
+        return None
+    try:
+        clf = getter()
+    except Exception:  # some models need arguments or have no classifier
+        return None
+    return next((n for n, m in module.named_modules() if m is clf and n), None)
+
+
 def imagenet_label_names() -> tuple[str, ...]:
     """Short names of the 1000 ImageNet-1k classes, from timm's bundled class info."""
     from timm.data import ImageNetInfo
@@ -277,7 +289,7 @@ def describe(
     """Derive the contract of ``module``; explicit arguments override what is derived."""
     cfg = _timm_cfg(module)
     modules = dict(module.named_modules())
-    head_hint = head or (cfg.get("classifier") if cfg.get("classifier") in modules else None)
+    head_hint = head or (cfg.get("classifier") if cfg.get("classifier") in modules else None) or _timm_classifier(module)
     head_name = find_head(module, head_hint)
     first_hint = first_layer or (cfg.get("first_conv") if cfg.get("first_conv") in modules else None)
     first_name = find_first_layer(module, first_hint)
@@ -361,7 +373,16 @@ def describe(
             get_submodule(module, t)
         tap_names = tuple(taps)
     else:
-        tap_names = tuple(block_names)
+        # every block; for timm models also the stage outputs its feature_info names (e.g. the stem after
+        # its activation), in execution order
+        extra = [f["module"] for f in getattr(module, "feature_info", None) or []
+                 if isinstance(f, dict) and f.get("module") in modules and f["module"] not in block_names]
+        if tr is not None and tr.ok:
+            extra = [e for e in extra if e in tr.starts]
+            names = sorted(set(block_names) | set(extra), key=lambda n: tr.ends.get(n, len(tr.order) * 2))
+        else:
+            names = block_names + extra
+        tap_names = tuple(names)
 
     if label_names is None and cfg.get("num_classes") == 1000 and head_spec.num_classes == 1000:
         label_names = imagenet_label_names()  # timm's 1000-class heads are ImageNet-1k
