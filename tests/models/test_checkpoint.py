@@ -66,6 +66,7 @@ class _Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note on protocol 4, expected here
 @pytest.mark.parametrize("writer", ["torch.save", "pickle-protocol-2", "pickle-protocol-4"])
 def test_a_pickle_with_code_is_refused_and_never_run(tmp_path, writer):
     marker = tmp_path / "pwned"
