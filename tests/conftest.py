@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -82,3 +83,13 @@ def pooled_cnn() -> TinyPooledCNN:
 @pytest.fixture
 def speakers40() -> list[str]:
     return [f"speaker_{i:02d}" for i in range(40)]
+
+
+@pytest.fixture
+def pets_npz(tmp_path) -> Path:
+    """Grey 28x28 images of three classes, two of which CIFAR-10 knows ('dog' is class 5, 'cat' class 3)."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "pets.npz"
+    np.savez(path, x=rng.integers(0, 256, (12, 28, 28), dtype=np.uint8), y=np.arange(12) % 3,
+             label_names=np.array(["dog", "lizard", "cat"]))
+    return path

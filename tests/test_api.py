@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -173,17 +172,8 @@ def test_a_grafted_user_module_cannot_be_rebuilt_from_the_file(tmp_path, keras_c
 
 # -- plan_surgery from a dataset ------------------------------------------------------------------------
 
-@pytest.fixture
-def grey_npz(tmp_path):
-    rng = np.random.default_rng(0)
-    path = tmp_path / "grey.npz"
-    np.savez(path, x=rng.integers(0, 256, (9, 28, 28), dtype=np.uint8), y=np.arange(9) % 3,
-             label_names=np.array(["dog", "lizard", "cat"]))
-    return path
-
-
-def test_plan_surgery_from_a_dataset(resnet20, grey_npz):
-    plan = graft.plan_surgery(resnet20, data=grey_npz)
+def test_plan_surgery_from_a_dataset(resnet20, pets_npz):
+    plan = graft.plan_surgery(resnet20, data=pets_npz)
     assert plan.target.in_chans == 1 and plan.target.input_size == (28, 28)
     assert plan.target.label_names == ("dog", "lizard", "cat") and plan.target.num_classes == 3
     assert plan.result_input.channels == 1 and plan.result_input.size == (28, 28)
@@ -193,8 +183,8 @@ def test_plan_surgery_from_a_dataset(resnet20, grey_npz):
     assert _outputs(grafted, torch.randn(2, 1, 28, 28)).shape == (2, 3)
 
 
-def test_plan_surgery_from_a_dataset_spec_a_model_name_and_overrides(grey_npz):
-    spec = graft.describe_dataset(grey_npz)
+def test_plan_surgery_from_a_dataset_spec_a_model_name_and_overrides(pets_npz):
+    spec = graft.describe_dataset(pets_npz)
     plan = graft.plan_surgery("cifar_resnet20", data=spec, load_kwargs={"pretrained": False},
                               input_size=(32, 32), keep_rows="never")
     assert plan.target.input_size == (32, 32), "a keyword overrides what the dataset says"
@@ -213,12 +203,12 @@ def test_plan_surgery_from_an_image_folder(tmp_path, resnet20):
     assert plan.result_labels == ("a", "b")
 
 
-def test_target_and_data_together_is_an_error(resnet20, grey_npz):
+def test_target_and_data_together_is_an_error(resnet20, pets_npz):
     with pytest.raises(GraftError, match="a target or a dataset, not both"):
-        graft.plan_surgery(resnet20, graft.Target(num_classes=3), data=grey_npz)
+        graft.plan_surgery(resnet20, graft.Target(num_classes=3), data=pets_npz)
 
 
-def test_target_from_data(grey_npz):
-    t = graft.target_from_data(grey_npz, num_classes=None, truncate_at="layer2.2")
+def test_target_from_data(pets_npz):
+    t = graft.target_from_data(pets_npz, num_classes=None, truncate_at="layer2.2")
     assert (t.in_chans, t.input_size, t.label_names, t.truncate_at) == (1, (28, 28), ("dog", "lizard", "cat"),
                                                                         "layer2.2")

@@ -43,16 +43,6 @@ def block_rows(text: str) -> list[tuple[int, str]]:
     return [(int(m[1]), m[2]) for m in re.finditer(r"^\s*(\d+)\s*│\s*(\S+)\s*│", text, re.MULTILINE)]
 
 
-@pytest.fixture
-def mnist_like_npz(tmp_path):
-    """Grey 28x28 digits of three classes, two of which CIFAR-10 knows ('dog' is class 5, 'cat' class 3)."""
-    rng = np.random.default_rng(0)
-    path = tmp_path / "pets.npz"
-    np.savez(path, x=rng.integers(0, 256, (12, 28, 28), dtype=np.uint8), y=np.arange(12) % 3,
-             label_names=np.array(["dog", "lizard", "cat"]))
-    return path
-
-
 # -- graft demo (one real run, shared by the tests below) -----------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -165,8 +155,8 @@ def test_plan_prints_a_readable_plan(capsys):
     assert "head" in out and "tensors:" in out
 
 
-def test_plan_from_a_dataset_takes_its_labels_and_keeps_known_rows(capsys, mnist_like_npz):
-    rc, out, _ = graft_call(capsys, "plan", "cifar_resnet20", "--weights", ASSET, "--data", mnist_like_npz, "--json")
+def test_plan_from_a_dataset_takes_its_labels_and_keeps_known_rows(capsys, pets_npz):
+    rc, out, _ = graft_call(capsys, "plan", "cifar_resnet20", "--weights", ASSET, "--data", pets_npz, "--json")
     assert rc == 0
     plan = graft.SurgeryPlan.from_json(out)
     assert plan.result_labels == ("dog", "lizard", "cat"), "labels come from the file"
@@ -175,8 +165,8 @@ def test_plan_from_a_dataset_takes_its_labels_and_keeps_known_rows(capsys, mnist
     assert plan.step("head").params["rows"] == [CIFAR10.index("dog"), None, CIFAR10.index("cat")] == [5, None, 3]
 
 
-def test_plan_data_with_an_override(capsys, mnist_like_npz):
-    rc, out, _ = graft_call(capsys, "plan", "cifar_resnet20", "--weights", ASSET, "--data", mnist_like_npz,
+def test_plan_data_with_an_override(capsys, pets_npz):
+    rc, out, _ = graft_call(capsys, "plan", "cifar_resnet20", "--weights", ASSET, "--data", pets_npz,
                             "--input-size", 32, 32, "--keep-rows", "never", "--json")
     assert rc == 0
     plan = graft.SurgeryPlan.from_json(out)

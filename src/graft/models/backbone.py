@@ -10,7 +10,7 @@ conv is the head, top-level children are blocks). Every derived name can be over
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from io import StringIO
 
 import torch
@@ -408,7 +408,3 @@ def describe(
         notes=tuple(notes),
     )
 
-
-def respec(backbone: Backbone, **changes) -> Backbone:
-    """A Backbone with the same module and some spec fields replaced."""
-    return Backbone(backbone.module, replace(backbone.spec, **changes))

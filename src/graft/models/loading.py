@@ -189,7 +189,7 @@ def load_model(
         if weights is not None:
             report = load_weights(source, weights if isinstance(weights, dict) else Path(weights), strict=strict)
         origin = "timm" if getattr(source, "pretrained_cfg", None) else "module"
-        spec = describe(source, origin=origin, weights=report.source or "state dict" if report else None,
+        spec = describe(source, origin=origin, weights=(report.source or "state dict") if report else None,
                         **{k: v for k, v in overrides.items() if v is not None})
         backbone = Backbone(source, spec)
     elif isinstance(source, (str, Path)) and _looks_like_path(str(source)):

@@ -156,7 +156,7 @@ def _flatten_linear(backbone: Backbone) -> tuple[str, int]:
                               "use size_mode='resize', 'pad' or 'adapter' instead")
 
 
-def decide_input_size(backbone: Backbone, target: Target, warnings: list[str]) -> Step | None:
+def decide_input_size(backbone: Backbone, target: Target) -> Step | None:
     spec, inp = backbone.spec, backbone.spec.input
     want, mode = target.input_size, target.size_mode
     if target.mask_channel and mode not in ("auto", "pad", "crop"):

@@ -86,18 +86,6 @@ class Target:
                 raise LabelError("label_map keys that are target label names", f"{unknown}",
                                  "map each new class name to the source class it continues")
 
-    def describe(self) -> str:
-        parts = []
-        if self.num_classes:
-            parts.append(f"{self.num_classes} classes")
-        if self.in_chans:
-            parts.append(f"{self.in_chans} channels")
-        if self.input_size:
-            parts.append("x".join(map(str, self.input_size)))
-        if self.truncate_at is not None:
-            parts.append(f"truncated at {self.truncate_at}")
-        return ", ".join(parts) or "no change"
-
 
 @dataclass(frozen=True)
 class Step:

@@ -82,7 +82,7 @@ def plan_surgery(backbone: Backbone, target: Target | None = None, **target_fiel
     head, labels = (None, target.label_names) if truncate else decide_head(backbone, target, warnings)
     if truncate and labels is None and truncate.params["num_classes"] == spec.head.num_classes:
         labels = spec.label_names
-    size = decide_input_size(backbone, target, warnings)
+    size = decide_input_size(backbone, target)
     channels = decide_channels(backbone, target, size)
     steps = tuple(s for s in (truncate, head, channels, size) if s is not None)
 
