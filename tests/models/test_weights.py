@@ -52,12 +52,10 @@ def test_prefixes_are_matched(file_prefix, model_wrapped):
     src = _net(seed=1)
     dst = _net(seed=2)
     weights = {file_prefix + k: v for k, v in src.state_dict().items()}
-    target = torch.nn.Sequential() if not model_wrapped else None
-    if model_wrapped:
+    target = dst
+    if model_wrapped:  # the model holds the network under 'body.', the file does not
         target = torch.nn.Module()
         target.body = dst
-    else:
-        target = dst
     report = load_weights(target, weights)
     assert report.complete, report.summary()
     assert torch.equal(dst.fc.weight, src.fc.weight)
