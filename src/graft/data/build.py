@@ -1,0 +1,158 @@
+"""``load_data`` and ``describe_data``: read a source, check it, split it, describe it."""
+
+from __future__ import annotations
+
+from collections import Counter
+import numpy as np
+
+from graft.data.audio import AudioFeatures
+from graft.data.checks import check_labels, duplicates_across, fingerprint, make_splits, non_finite
+from graft.data.dataset import ArrayDataset, Data, ImageFileDataset
+from graft.data.readers import SPLITS, Options, Raw, _natural, _with_names, read_source
+from graft.data.problems import ProblemLog
+from graft.data.spec import DatasetSpec
+from graft.errors import DataError
+from graft.validation import label_names as check_label_names
+from graft.validation import suggest
+
+
+def _label_names(raw: Raw, opt: Options) -> tuple[str, ...]:
+    if opt.label_names is not None:
+        names = check_label_names(tuple(opt.label_names), "label_names")
+        if any(np.issubdtype(np.asarray(p.labels).dtype, np.integer) for p in raw.parts.values() if p.labels):
+            _with_names(raw, names)
+    else:
+        names = tuple(_natural(lab for p in raw.parts.values() for lab in p.labels))
+    if opt.classes is not None:
+        wanted = check_label_names(tuple(opt.classes), "classes")
+        unknown = [c for c in wanted if c not in names]
+        if unknown:
+            hints = "; ".join(f"{u!r}: did you mean {suggest(u, names) or 'one of ' + ', '.join(names[:6])}?" for u in unknown)
+            raise DataError("classes that the data has", f"{unknown}", hints)
+        names = wanted
+    return names
+
+
+def _dataset(raw: Raw, part, index: np.ndarray, y: np.ndarray):
+    if part.paths is not None:
+        return ImageFileDataset([part.paths[i] for i in index], y[index], raw.image_mode, raw.image_size)
+    return ArrayDataset(part.x[index], y[index], [part.ids[i] for i in index])
+
+
+def load_data(source, *, labels: str | None = None, label_names=None, classes=None, layout: str = "auto",
+              val_fraction: float = 0.0, test_fraction: float = 0.0, seed: int = 0, on_error: str = "raise",
+              normalize: str = "none", length: int | None = None, image_size=None, image_mode: str | None = None,
+              audio: AudioFeatures | None = None, label_pattern: str | None = None, split_of=None,
+              label_column: str = "label", path_column: str = "path", feature_columns=None,
+              feature_names=None, feature_axis: int | None = None, name: str | None = None) -> Data:
+    """Read ``source``, check every sample, make the splits asked for, and describe the result.
+
+    ``source``: an image folder (one sub-folder per class, optionally under ``train/``, ``val/``, ``test/``),
+    a folder of audio files (class sub-folders, or labels in the file names: ``label_pattern``), a
+    ``.csv``/``.parquet`` list of ``path,label[,split]`` or a feature table (``label_column``), an ``.npz``
+    archive (``x``/``y``, or ``x_train``/``y_train``/``x_test``/``y_test``), a UCR/UEA time-series folder or
+    file (``.ts``, ``.tsv``, ``.arff``), ``"aeon:NAME"`` (aeon's bundled sets, offline), an ``(x, y)`` tuple of
+    arrays, or a ``torch.utils.data.Dataset``.
+
+    Problems (corrupt files, NaN, a single class, duplicates across splits...) are collected in
+    ``data.spec.problems``; errors stop the load with one message listing them all, unless
+    ``on_error="skip"`` drops the bad samples and lists them in ``data.spec.skipped``.
+    Splits the source does not give are made from train: ``val_fraction``/``test_fraction``, stratified
+    by class and seeded (``data.write_splits(run_dir)`` records them).
+    """
+    opt = _options(labels=labels, label_names=label_names, classes=classes, layout=layout, normalize=normalize,
+                   length=length, image_size=image_size, image_mode=image_mode, audio=audio,
+                   label_pattern=label_pattern, split_of=split_of, label_column=label_column,
+                   path_column=path_column, feature_columns=feature_columns, feature_names=feature_names,
+                   feature_axis=feature_axis)
+    return _load(source, opt, ProblemLog.new(on_error), val_fraction, test_fraction, seed, name, strict=True)
+
+
+def _options(labels=None, label_names=None, classes=None, layout="auto", normalize="none", length=None,
+             image_size=None, image_mode=None, audio=None, label_pattern=None, split_of=None, label_column="label",
+             path_column="path", feature_columns=None, feature_names=None, feature_axis=None) -> Options:
+    return Options(labels=labels, label_names=tuple(label_names) if label_names is not None else None,
+                  classes=tuple(classes) if classes is not None else None, layout=layout, normalize=normalize,
+                  length=length, image_size=tuple(image_size) if image_size else None, image_mode=image_mode,
+                  audio=audio or AudioFeatures(), label_pattern=label_pattern, split_of=split_of,
+                  label_column=label_column, path_column=path_column,
+                  feature_columns=tuple(feature_columns) if feature_columns else None,
+                  feature_names=tuple(map(str, feature_names)) if feature_names is not None else None,
+                  feature_axis=feature_axis)
+
+
+def _load(source, opt: Options, log: ProblemLog, val_fraction: float, test_fraction: float, seed: int,
+          name: str | None, strict: bool) -> Data:
+    raw = read_source(source, opt, log)
+    raw.name = name or raw.name
+    names = _label_names(raw, opt)
+    index_of = {n: i for i, n in enumerate(names)}
+
+    datasets, fingerprints, ids = {}, {}, {}
+    shape = None
+    for split, part in raw.parts.items():
+        labels_text = [str(v) for v in part.labels]
+        keep = np.array([t in index_of for t in labels_text], bool)
+        if opt.classes is None and not keep.all():
+            odd = sorted({t for t in labels_text if t not in index_of})
+            raise DataError("labels that are among label_names", f"{odd[:8]} in the {split} split",
+                            "add them to label_names, or pick classes with classes=[...]")
+        y = np.array([index_of.get(t, -1) for t in labels_text], np.int64)
+        drop: set[int] = set()
+        if part.x is not None:
+            allowed = None
+            if part.mask is not None:
+                allowed = ~np.broadcast_to(part.mask.reshape(len(part.x), *([1] * (part.x.ndim - 2)), -1), part.x.shape)
+            drop = non_finite(part.x, part.ids, log, allowed)
+            shape = part.x.shape[1:]
+        index = np.array([i for i in range(len(y)) if keep[i] and i not in drop], np.int64)
+        datasets[split] = _dataset(raw, part, index, y)
+        fps = part.fingerprints or [fingerprint(part.x[i]) for i in range(len(y))] if part.x is not None or part.fingerprints else []
+        fingerprints[split] = [fps[i] for i in index] if fps else []
+        ids[split] = [part.ids[i] for i in index]
+    if shape is None:
+        shape = (3 if raw.image_mode == "RGB" else 1, *raw.image_size) if raw.image_size else (0,)
+    if opt.feature_names is not None:
+        axis = opt.feature_axis if opt.feature_axis is not None else 0
+        n = shape[axis] if -len(shape) <= axis < len(shape) else None
+        if n != len(opt.feature_names):
+            raise DataError(f"one feature name per entry of axis {axis} of the samples (shape {tuple(shape)})",
+                            f"{len(opt.feature_names)} names", "give one name per feature, or the right feature_axis")
+        raw.feature_names, raw.feature_axis = opt.feature_names, axis % len(shape)
+
+    train_y = np.asarray(datasets["train"].y) if "train" in datasets else np.zeros(0, np.int64)
+    check_labels(np.concatenate([np.asarray(d.y) for d in datasets.values()]), names, log)
+    record: dict = {"seed": seed, "given": sorted(raw.parts)}
+    want = {"val": val_fraction if "val" not in raw.parts else 0.0,
+            "test": test_fraction if "test" not in raw.parts else 0.0}
+    if "train" in datasets and any(want.values()) and not log.errors:
+        made = make_splits(train_y, want["val"], want["test"], seed, log)
+        base, base_fp, base_ids = datasets["train"], fingerprints["train"], ids["train"]
+        for split, index in made.items():
+            datasets[split] = base.subset(index)
+            fingerprints[split] = [base_fp[i] for i in index] if base_fp else []
+            ids[split] = [base_ids[i] for i in index]
+        record.update(made_from="train", val_fraction=want["val"], test_fraction=want["test"], stratified=True)
+    duplicates_across(fingerprints, ids, log)
+    if strict:
+        log.raise_if_errors(f"the dataset {raw.name}")
+
+    order = [s for s in SPLITS if s in datasets]
+    all_y = np.concatenate([np.asarray(datasets[s].y) for s in order])
+    counts = Counter(all_y.tolist())
+    notes = list(raw.notes)
+    if opt.classes is not None:
+        notes.append(f"classes kept: {', '.join(names)}")
+    spec = DatasetSpec(raw.name, raw.modality, int(len(all_y)), tuple(int(s) for s in shape), names,
+                       tuple(counts.get(i, 0) for i in range(len(names))), raw.source,
+                       tuple((s, len(datasets[s])) for s in order), raw.feature_names, raw.feature_axis,
+                       raw.lengths, tuple(notes), tuple(log.problems), tuple(log.skipped))
+    return Data(spec, {s: datasets[s] for s in order}, record)
+
+
+def describe_data(source, *, on_error: str = "raise", val_fraction: float = 0.0, test_fraction: float = 0.0,
+                  seed: int = 0, name: str | None = None, **options) -> DatasetSpec:
+    """What graft sees in ``source``: shapes, classes, splits, and every problem (see :func:`load_data` for
+    the options). Unlike :func:`load_data` it never stops at a problem: they are all listed in the spec."""
+    log = ProblemLog.new(on_error)
+    return _load(source, _options(**options), log, val_fraction, test_fraction, seed, name, strict=False).spec

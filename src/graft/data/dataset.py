@@ -1,0 +1,148 @@
+"""The datasets every later stage reads: samples as float tensors, channels first, with integer labels.
+
+``ArrayDataset`` holds samples in memory (arrays, tables, time series, audio features); ``ImageFileDataset``
+decodes image files when an item is read, so that loader workers can share the work. ``Data`` bundles the
+splits with their :class:`~graft.data.spec.DatasetSpec` and makes the ``DataLoader``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from graft.data.spec import DatasetSpec
+from graft.errors import DataError
+
+
+def to_float(x: np.ndarray) -> np.ndarray:
+    """uint8 images -> float32 in [0, 1]; anything else -> float32 as it is."""
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 255.0
+    return x.astype(np.float32, copy=False)
+
+
+class ArrayDataset(Dataset):
+    """Samples held in one array ``x`` (N, C, ...) with labels ``y`` (N,); an optional per-item transform."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, ids: Sequence[str] | None = None,
+                 transform: Callable | None = None):
+        if len(x) != len(y):
+            raise DataError("as many labels as samples", f"{len(x)} samples and {len(y)} labels",
+                            "check that x and y come from the same split")
+        self.x, self.y = x, np.asarray(y, dtype=np.int64)
+        self.ids = list(ids) if ids is not None else [f"#{i}" for i in range(len(x))]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        x = torch.from_numpy(to_float(np.asarray(self.x[i])))
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, int(self.y[i])
+
+    def subset(self, index: np.ndarray) -> ArrayDataset:
+        return ArrayDataset(self.x[index], self.y[index], [self.ids[i] for i in index], self.transform)
+
+    def with_transform(self, transform: Callable | None) -> ArrayDataset:
+        return ArrayDataset(self.x, self.y, self.ids, transform)
+
+
+class ImageFileDataset(Dataset):
+    """Image files decoded on access with PIL, converted to ``mode`` and (optionally) resized to ``size``."""
+
+    def __init__(self, paths: Sequence[str], y: np.ndarray, mode: str, size: tuple[int, int] | None = None,
+                 transform: Callable | None = None):
+        self.paths, self.y = list(paths), np.asarray(y, dtype=np.int64)
+        self.mode, self.size, self.transform = mode, size, transform
+        self.ids = self.paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read(self, i: int) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(self.paths[i]) as im:
+            im = im.convert(self.mode)
+            if self.size is not None and im.size != (self.size[1], self.size[0]):
+                im = im.resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)
+            a = np.asarray(im)
+        return a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)
+
+    def __getitem__(self, i: int):
+        x = torch.from_numpy(to_float(self.read(i)))
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, int(self.y[i])
+
+    def subset(self, index: np.ndarray) -> ImageFileDataset:
+        return ImageFileDataset([self.paths[i] for i in index], self.y[index], self.mode, self.size, self.transform)
+
+    def with_transform(self, transform: Callable | None) -> ImageFileDataset:
+        return ImageFileDataset(self.paths, self.y, self.mode, self.size, transform)
+
+
+def default_workers(dataset: Dataset) -> int:
+    """Worker processes for a loader: none for in-memory arrays (a worker only adds IPC), up to 4 for files."""
+    if isinstance(dataset, ArrayDataset) and dataset.transform is None:
+        return 0
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+@dataclass
+class Data:
+    """A loaded dataset: its description, its splits (``train`` and, when given or made, ``val``/``test``)."""
+
+    spec: DatasetSpec
+    splits: dict[str, Dataset]
+    split_record: dict = field(default_factory=dict)  # how the splits were made: seed, fractions, sample ids
+
+    def __getitem__(self, split: str) -> Dataset:
+        if split not in self.splits:
+            raise DataError(f"a split among {sorted(self.splits)}", repr(split),
+                            "make one with val_fraction=/test_fraction= when loading")
+        return self.splits[split]
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits.items())
+        return f"Data({self.spec.name!r}, {self.spec.modality}, shape={self.spec.input_shape}, {sizes})"
+
+    def arrays(self, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+        """The split as float32 arrays (N, C, ...) and int64 labels (decodes files when needed)."""
+        ds = self[split]
+        if isinstance(ds, ArrayDataset) and ds.transform is None:
+            return to_float(ds.x), ds.y
+        xs = [ds[i][0].numpy() for i in range(len(ds))]
+        return np.stack(xs) if xs else np.zeros((0, *self.spec.input_shape), np.float32), np.asarray(ds.y)
+
+    def loader(self, split: str = "train", batch_size: int = 64, shuffle: bool | None = None,
+               workers: int | None = None, transform: Callable | None = None, seed: int = 0) -> DataLoader:
+        """A ``DataLoader`` over ``split``: shuffled for train, workers for file-backed data (see ``default_workers``)."""
+        ds = self[split]
+        if transform is not None:
+            ds = ds.with_transform(transform)
+        workers = default_workers(ds) if workers is None else workers
+        gen = torch.Generator().manual_seed(seed)
+        return DataLoader(ds, batch_size=batch_size, shuffle=(split == "train") if shuffle is None else shuffle,
+                          num_workers=workers, persistent_workers=False, generator=gen,
+                          pin_memory=False)
+
+    def write_splits(self, run_dir: str | Path) -> Path:
+        """Record how the splits were made (seed, fractions, the ids in each) as ``splits.json``, atomically."""
+        out = Path(run_dir) / "splits.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        record = dict(self.split_record)
+        record["ids"] = {k: list(getattr(v, "ids", [])) for k, v in self.splits.items()}
+        tmp = out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, out)
+        return out

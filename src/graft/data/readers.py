@@ -1,0 +1,396 @@
+"""``load_data``: any source -> :class:`~graft.data.dataset.Data`, with every problem found up front.
+
+Sources: image folders (one sub-folder per class, optionally under train/val/test), CSV/Parquet lists of
+(path, label), feature tables, numpy arrays and ``.npz`` archives, UCR/UEA time series (``.ts``, ``.tsv``,
+``.arff``, or ``aeon:NAME`` for aeon's bundled sets), audio folders, and ``torch.utils.data.Dataset``.
+Each reader returns the samples of the splits the source gives; this module maps labels to indices,
+checks values, classes and duplicates, makes the splits that were asked for, and describes the result.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from graft.data import images as img
+from graft.data.arrays import channels_first, normalize_series, pad_sequences, trailing_nan_lengths
+from graft.data.audio import AUDIO_SUFFIXES, FSDD_PATTERN, AudioFeatures, audio_features
+from graft.data.checks import fingerprint
+from graft.data.problems import ProblemLog
+from graft.data.timeseries import TS_SUFFIXES, bundled, read_series_file, split_files
+from graft.errors import DataError
+from graft.validation import label_names as check_label_names
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Part:
+    """One split as a reader found it: arrays (N, C, ...) or image paths, raw labels, sample ids."""
+
+    labels: list
+    ids: list[str]
+    x: np.ndarray | None = None
+    paths: list[str] | None = None
+    fingerprints: list[str] | None = None
+    mask: np.ndarray | None = None  # (N, L): True on real steps, False on padding
+
+
+@dataclass
+class Raw:
+    name: str
+    modality: str
+    source: str
+    parts: dict[str, Part]
+    feature_names: tuple[str, ...] | None = None
+    feature_axis: int | None = None
+    lengths: tuple[int, int] | None = None
+    notes: list[str] = field(default_factory=list)
+    image_mode: str = "RGB"
+    image_size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Options:
+    labels: str | None = None  # which named group of label_pattern (or which column) holds the label
+    label_names: tuple[str, ...] | None = None
+    classes: tuple[str, ...] | None = None  # keep only these classes, in this order
+    layout: str = "auto"
+    normalize: str = "none"  # time series: none, zscore, minmax (per series and channel)
+    length: int | None = None  # time series: pad or cut to this length
+    image_size: tuple[int, int] | None = None
+    image_mode: str | None = None
+    audio: AudioFeatures = AudioFeatures()
+    label_pattern: str | None = None
+    split_of: Callable[[dict], str] | None = None  # file-name groups -> "train"/"val"/"test"
+    label_column: str = "label"
+    path_column: str = "path"
+    feature_columns: tuple[str, ...] | None = None
+    feature_names: tuple[str, ...] | None = None
+    feature_axis: int | None = None
+
+
+def _natural(values) -> list[str]:
+    names = sorted({str(v) for v in values})
+    try:
+        return sorted(names, key=float)
+    except ValueError:
+        return names
+
+
+# ---------------------------------------------------------------- readers: source -> Raw
+
+def _from_arrays(x, y, name: str, source: str, opt: Options, split: str = "train") -> Raw:
+    x = np.asarray(x)
+    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise DataError("a numeric array of samples", f"dtype {x.dtype}", "convert it with np.asarray(x, dtype=float)")
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DataError("one label per sample, shape (N,)", f"labels of shape {y.shape}",
+                        "for one-hot labels pass y.argmax(1)")
+    if len(x) != len(y):
+        raise DataError("as many labels as samples", f"{len(x)} samples and {len(y)} labels",
+                        "check that x and y come from the same split")
+    layout = "NF" if opt.layout == "auto" and x.ndim == 2 and opt.feature_names and opt.feature_axis in (0, None) else opt.layout
+    x = channels_first(x, layout)
+    modality = "table" if layout == "NF" else ("image" if x.ndim == 4 else "array")
+    ids = [f"{split}[{i}]" for i in range(len(x))]
+    return Raw(name, modality, source, {split: Part(list(y), ids, x=x)})
+
+
+def _npz(p: Path, opt: Options) -> Raw:
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as exc:  # OSError, ValueError, BadZipFile, EOFError: not a readable archive
+        raise DataError("a readable .npz archive", f"{p} ({type(exc).__name__}: {exc})",
+                        "the file may be truncated; write it again with np.savez") from None
+    pairs = {"train": ("x", "y")}
+    for s in SPLITS:
+        for xk, yk in ((f"x_{s}", f"y_{s}"), (f"{s}_images", f"{s}_labels"), (f"{s}_x", f"{s}_y")):
+            if xk in arrays and yk in arrays:
+                pairs[s] = (xk, yk)
+    pairs = {s: kv for s, kv in pairs.items() if kv[0] in arrays and kv[1] in arrays}
+    if not pairs:
+        raise DataError("an .npz archive with arrays x and y (or x_train/y_train, x_test/y_test)",
+                        f"arrays {sorted(arrays)} in {p}", "save it with np.savez(path, x=x, y=y)")
+    parts = {}
+    for s, (xk, yk) in pairs.items():
+        y = arrays[yk]
+        integral = np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and bool(np.all(np.mod(y, 1) == 0)))
+        if y.ndim != 1 or not (integral or y.dtype.kind in "US"):
+            raise DataError(f"{yk} as one class per sample (shape (N,), integers or names)",
+                            f"shape {y.shape}, dtype {y.dtype}", "for one-hot labels store y.argmax(1)")
+        raw = _from_arrays(arrays[xk], y.astype(np.int64) if integral else y, p.stem, str(p), opt, s)
+        parts[s] = raw.parts[s]
+    names = opt.label_names
+    if names is None and "label_names" in arrays:
+        names = tuple(str(n) for n in arrays["label_names"])
+    raw.parts, raw.modality = parts, raw.modality
+    return raw if names is None else _with_names(raw, names)
+
+
+def _with_names(raw: Raw, names: Sequence[str]) -> Raw:
+    """Integer labels -> the given names (checked against the label range)."""
+    names = check_label_names(tuple(names), "label names")
+    for s, part in raw.parts.items():
+        lab = np.asarray(part.labels)
+        if lab.size and np.issubdtype(lab.dtype, np.integer):
+            if lab.min() < 0 or lab.max() >= len(names):
+                raise DataError(f"labels between 0 and {len(names) - 1} (one per name in label_names)",
+                                f"{s} labels from {int(lab.min())} to {int(lab.max())}",
+                                "add the missing names to label_names, or fix the labels")
+            part.labels = [names[i] for i in lab]
+    raw.notes.append("class names: " + ", ".join(names[:10]) + (" ..." if len(names) > 10 else ""))
+    return raw
+
+
+def _class_folders(root: Path) -> list[Path]:
+    return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _files_in_classes(root: Path) -> tuple[list[str], list[str]]:
+    paths, labels = [], []
+    for d in _class_folders(root):
+        for f in sorted(d.rglob("*")):
+            if f.is_file() and not f.name.startswith("."):
+                paths.append(str(f))
+                labels.append(d.name)
+    return paths, labels
+
+
+def _file_parts(root: Path, opt: Options) -> tuple[dict[str, tuple[list[str], list[str]]], str]:
+    """Files and labels per split: class folders (under train/val/test when present) or names + pattern."""
+    subs = {d.name.lower(): d for d in _class_folders(root)}
+    if "train" in subs and set(subs) <= set(SPLITS):
+        return {s: _files_in_classes(subs[s]) for s in SPLITS if s in subs}, "class folders per split"
+    if subs and not opt.label_pattern:
+        return {"train": _files_in_classes(root)}, "class folders"
+    files = sorted(str(f) for f in root.iterdir() if f.is_file() and not f.name.startswith("."))
+    fsdd = not opt.label_pattern and files and all(re.match(FSDD_PATTERN, Path(f).name) for f in files)
+    pattern = FSDD_PATTERN if fsdd else opt.label_pattern
+    split_of = opt.split_of or (fsdd_split if fsdd else None)
+    if pattern is None:
+        raise DataError("a folder with one sub-folder per class, or files named so that label_pattern finds the label",
+                        f"{root} ({len(files)} files, no class sub-folders)",
+                        "lay it out as root/CLASS/file, or pass label_pattern=r'(?P<label>[a-z]+)_\\d+'")
+    rx = re.compile(pattern)
+    group = opt.labels or ("label" if "label" in rx.groupindex else next(iter(rx.groupindex), None))
+    if group not in rx.groupindex:
+        raise DataError(f"a label group among {sorted(rx.groupindex)} of the file-name pattern", repr(group),
+                        f"pass labels= one of {sorted(rx.groupindex)}")
+    parts: dict[str, tuple[list[str], list[str]]] = {}
+    unmatched = []
+    for f in files:
+        m = rx.match(Path(f).name)
+        if not m:
+            unmatched.append(f)
+            continue
+        s = split_of(m.groupdict()) if split_of else "train"
+        parts.setdefault(s, ([], []))
+        parts[s][0].append(f)
+        parts[s][1].append(m.group(group))
+    if unmatched:
+        raise DataError(f"file names that match {pattern!r}", f"{len(unmatched)} that do not: {unmatched[:3]}",
+                        "move them out of the folder or fix the pattern")
+    how = f"labels from file names ({group!r} of {pattern!r})"
+    return parts, how + ("; FSDD's official split (takes 0-4 test)" if fsdd and not opt.split_of else "")
+
+
+def fsdd_split(groups: dict) -> str:
+    """The Free Spoken Digit Dataset's official split: takes 0-4 of each digit and speaker are the test set."""
+    return "test" if int(groups["take"]) < 5 else "train"
+
+
+def _media(root: Path, parts: dict, how: str, opt: Options, log: ProblemLog) -> Raw:
+    every = [f for paths, _ in parts.values() for f in paths]
+    audio = sum(Path(f).suffix.lower() in AUDIO_SUFFIXES for f in every)
+    images = sum(img.is_image(f) for f in every)
+    if not every or max(audio, images) == 0:
+        raise DataError("image or audio files", f"{len(every)} files in {root}, none with a known suffix",
+                        f"images: {sorted(img.IMAGE_SUFFIXES)}; audio: {sorted(AUDIO_SUFFIXES)}")
+    is_audio = audio >= images
+    ok = (lambda f: Path(f).suffix.lower() in AUDIO_SUFFIXES) if is_audio else img.is_image
+    other = [f for f in every if not ok(f)]
+    if other:
+        log.add("other_files", "warning", f"{len(other)} files are not {'audio' if is_audio else 'images'} and are "
+                "ignored", "move them out of the dataset folder", other)
+    parts = {s: ([f for f in p if ok(f)], [lab for f, lab in zip(p, labs) if ok(f)]) for s, (p, labs) in parts.items()}
+    raw = Raw(root.name, "audio" if is_audio else "image", str(root), {}, notes=[how])
+    if is_audio:
+        feats = opt.audio
+        all_lengths = []
+        for s, (paths, labels) in parts.items():
+            kept, x, lengths = audio_features(paths, feats, log)
+            lab = dict(zip(paths, labels))
+            mask = np.arange(x.shape[-1])[None] < lengths[:, None]
+            raw.parts[s] = Part([lab[p] for p in kept], kept, x=x, mask=mask,
+                                fingerprints=[fingerprint(Path(p).read_bytes()) for p in kept])
+            all_lengths += lengths.tolist()
+        raw.notes.append(feats.describe())
+        if all_lengths:
+            raw.lengths = (int(min(all_lengths)), int(max(all_lengths)))
+        return raw
+    paths = [f for p, _ in parts.values() for f in p]
+    good, mode, size, fps = img.scan_images(paths, log, opt.image_size, opt.image_mode)
+    good_set = set(good)
+    for s, (p, labels) in parts.items():
+        keep = [(f, lab) for f, lab in zip(p, labels) if f in good_set]
+        raw.parts[s] = Part([lab for _, lab in keep], [f for f, _ in keep], paths=[f for f, _ in keep],
+                            fingerprints=[fps[f] for f, _ in keep])
+    raw.image_mode, raw.image_size = mode, size
+    raw.notes.append(f"images read as {mode}, {size[0]}x{size[1]}, scaled to [0, 1]")
+    return raw
+
+
+def _table(p: Path, opt: Options, log: ProblemLog) -> Raw:
+    import pandas as pd
+
+    try:
+        df = pd.read_parquet(p) if p.suffix.lower() in (".parquet", ".pq") else pd.read_csv(p, sep=None, engine="python")
+    except ImportError:
+        raise DataError("pyarrow, to read Parquet", "it is not installed", 'pip install "graft-ml[parquet]"') from None
+    except Exception as exc:
+        raise DataError(f"a readable {p.suffix} table", f"{p} ({type(exc).__name__}: {str(exc)[:200]})",
+                        "check the file (a header row, one sample per row)") from None
+    label = opt.labels or opt.label_column
+    if label not in df.columns:
+        from graft.validation import suggest
+
+        hint = suggest(label, map(str, df.columns))
+        raise DataError(f"a label column {label!r}", f"columns {list(map(str, df.columns))[:12]}",
+                        (f"did you mean {hint}? " if hint else "") + "name it with label_column=")
+    if opt.path_column in df.columns:  # a list of files
+        base = p.parent
+        files = [str(f if Path(f).is_absolute() else base / f) for f in df[opt.path_column].astype(str)]
+        missing = [f for f in files if not Path(f).is_file()]
+        if missing:
+            log.skip_or_keep("missing_file", missing, f"{len(missing)} files named in {p.name} do not exist",
+                             "fix the paths (relative paths start from the list's folder)")
+        keep = [(f, lab) for f, lab in zip(files, df[label]) if Path(f).is_file()]
+        split_col = "split" if "split" in df.columns else None
+        parts: dict[str, tuple[list[str], list[str]]] = {}
+        splits = df["split"].astype(str).str.lower().tolist() if split_col else ["train"] * len(df)
+        exists = [Path(f).is_file() for f in files]
+        for (f, lab), s in zip(keep, [s for s, e in zip(splits, exists) if e]):
+            if s not in SPLITS:
+                raise DataError(f"split values among {SPLITS}", repr(s), "fix the split column")
+            parts.setdefault(s, ([], []))
+            parts[s][0].append(f)
+            parts[s][1].append(str(lab))
+        if not parts:
+            raise DataError("at least one existing file in the list", f"none of {len(files)} in {p}", "fix the paths")
+        raw = _media(p.parent, parts, f"file list {p.name}", opt, log)
+        raw.name, raw.source = p.stem, str(p)
+        return raw
+    cols = list(opt.feature_columns or [c for c in df.columns if c != label and c != "split"])
+    absent = [c for c in cols if c not in df.columns]
+    if absent:
+        raise DataError("feature columns present in the table", f"missing {absent}", "fix feature_columns")
+    text = [str(c) for c in cols if not pd.api.types.is_numeric_dtype(df[c])]
+    if text:
+        raise DataError("numeric feature columns", f"non-numeric columns {text[:8]}",
+                        "encode them first (pandas.get_dummies) or leave them out with feature_columns=")
+    x = df[cols].to_numpy(np.float32)
+    ids = [f"{p.name}:row {i + 2}" for i in range(len(df))]
+    raw = Raw(p.stem, "table", str(p), {"train": Part(df[label].tolist(), ids, x=x)},
+              feature_names=tuple(map(str, cols)), feature_axis=0)
+    raw.notes.append(f"table: {len(cols)} numeric feature columns, label column {label!r}")
+    return raw
+
+
+def _series(files: dict[str, Path], name: str, source: str, opt: Options) -> Raw:
+    raw = Raw(name, "timeseries", source, {})
+    read = {s: read_series_file(f) for s, f in files.items()}
+    longest = opt.length or max(max((s.shape[-1] for s in X), default=0) if isinstance(X, list) else X.shape[-1]
+                                for X, _ in read.values())
+    all_lengths: list[int] = []
+    for s, (X, y) in read.items():
+        if isinstance(X, np.ndarray):
+            lengths = trailing_nan_lengths(X)
+            if lengths is not None:  # UCR tsv convention: shorter series end in NaN
+                X = [x[:, :n] for x, n in zip(X, lengths)]
+        if isinstance(X, list):
+            x, mask, lengths = pad_sequences(X, 0.0, longest)
+        else:
+            x = X[..., :longest] if X.shape[-1] >= longest else pad_sequences(list(X), 0.0, longest)[0]
+            lengths = np.full(len(X), X.shape[-1])
+            mask = None if X.shape[-1] == longest else np.arange(longest)[None] < lengths[:, None]
+        x = normalize_series(x, opt.normalize, mask)
+        all_lengths += np.minimum(lengths, longest).tolist()
+        ids = [f"{files[s].name}:{i + 1}" for i in range(len(x))]
+        raw.parts[s] = Part(list(y), ids, x=x, mask=mask)
+    lo, hi = min(all_lengths), max(all_lengths)
+    if lo != hi:
+        raw.lengths = (int(lo), int(hi))
+    raw.notes.append(f"series normalization: {opt.normalize}" + ("" if lo == hi else
+                     f"; unequal lengths padded at the end with 0 to {longest} (mask kept)"))
+    return raw
+
+
+def _torch_dataset(ds, opt: Options) -> Raw:
+    from graft.progress import track
+
+    xs, ys = [], []
+    try:
+        for i in track(range(len(ds)), "reading the dataset", total=len(ds)):
+            x, y = ds[i][:2]
+            xs.append(np.asarray(x))
+            ys.append(int(y))
+    except (TypeError, ValueError) as exc:
+        raise DataError("a Dataset whose items are (sample, integer label)", f"{type(exc).__name__}: {exc}",
+                        "return (tensor, int) from __getitem__") from None
+    shapes = Counter(x.shape for x in xs)
+    if len(shapes) > 1:
+        raise DataError("samples of one shape", f"{len(shapes)} shapes: {list(shapes)[:4]}", "resize or pad them")
+    x = np.stack(xs) if xs else np.zeros((0, 1))
+    layout = opt.layout if opt.layout != "auto" else {2: "NF", 3: "NCL", 4: "NCHW"}.get(x.ndim, "auto")
+    return _from_arrays(x, np.asarray(ys), type(ds).__name__, f"{type(ds).__name__} ({len(ds)} items)",
+                        Options(**{**opt.__dict__, "layout": layout}))
+
+
+def read_source(source, opt: Options, log: ProblemLog) -> Raw:
+    from torch.utils.data import Dataset
+
+    if isinstance(source, tuple) and len(source) == 2:
+        return _from_arrays(source[0], source[1], "arrays", "arrays in memory", opt)
+    if isinstance(source, Dataset):
+        return _torch_dataset(source, opt)
+    if not isinstance(source, (str, Path)):
+        raise DataError("a path, 'aeon:NAME', an (x, y) tuple of arrays or a torch Dataset",
+                        type(source).__name__, "pass one of these")
+    text = str(source)
+    if text.startswith("aeon:"):
+        name = text.split(":", 1)[1]
+        return _series(bundled(name), name, f"aeon bundled dataset {name}", opt)
+    p = Path(text).expanduser()
+    if not p.exists():
+        from graft.validation import suggest
+
+        near = suggest(p.name, [c.name for c in p.parent.iterdir()] if p.parent.is_dir() else [])
+        raise DataError("a dataset path", f"a path that does not exist: {p}",
+                        f"did you mean {near}?" if near else "check the path")
+    if p.is_dir():
+        found = split_files(p)
+        if found:
+            return _series(found, p.name, str(p), opt)
+        parts, how = _file_parts(p, opt)
+        return _media(p, parts, how, opt, log)
+    suffix = p.suffix.lower()
+    if suffix == ".npz":
+        return _npz(p, opt)
+    if suffix in TS_SUFFIXES and (suffix != ".tsv" or split_files(p)):
+        found = split_files(p) or {"train": p}
+        return _series(found, p.stem.rsplit("_", 1)[0], str(p), opt)
+    if suffix in (".csv", ".tsv", ".parquet", ".pq", ".txt"):
+        return _table(p, opt, log)
+    if img.is_image(p) or suffix in AUDIO_SUFFIXES:
+        raise DataError("a dataset (a folder of files, a list, or an archive)", f"a single file {p.name}",
+                        "pass the folder that holds it")
+    raise DataError("a dataset: a folder, .npz, .csv/.parquet, .ts/.tsv/.arff, or 'aeon:NAME'", p.name,
+                    "convert it to one of these")
