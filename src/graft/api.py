@@ -44,7 +44,8 @@ def load_model(source, **kwargs) -> Backbone:
                     "net = plan.apply(graft.load_model(MyModule())); graft.load_weights(net.module, path)")
             base = _load_model(src.name, pretrained=False, num_classes=src.head.num_classes,
                                in_chans=src.input.channels, input_size=src.input.size, mean=src.input.mean,
-                               std=src.input.std, label_names=list(src.label_names) if src.label_names else None)
+                               std=src.input.std, label_names=list(src.label_names) if src.label_names else None,
+                               **meta.get("build", {}))
             base = Backbone(base.module, replace(base.spec, weights=src.weights))
             grafted = apply_surgery(base, plan, inplace=True)
             grafted.load_report = load_weights(grafted.module, ckpt.state_dict, strict=True)
@@ -95,6 +96,10 @@ def save_model(backbone: Backbone, path: str | Path) -> Path:
         raise GraftError("a path ending in .safetensors", str(path), "graft writes weights as safetensors only")
     meta: dict = {"arch": backbone.spec.name, "spec": backbone.spec.to_dict()}
     plan = getattr(backbone, "plan", None)
+    body = getattr(backbone.module, "body", backbone.module) if plan is not None else backbone.module
+    build = getattr(body, "graft_build_kwargs", None)
+    if build:
+        meta["build"] = build
     if plan is not None:
         meta["plan"] = plan.to_dict()
     if not isinstance(backbone.module, nn.Module):

@@ -112,7 +112,8 @@ def audio_features(paths: list[str], features: AudioFeatures, log: ProblemLog
     log.skip_or_keep("unreadable_audio", bad, f"{len(bad)} audio files cannot be read", "replace or delete them")
     good = [(p, f) for p, f, _ in results if f is not None]
     if not good:
-        return [], np.zeros((0, features.bands, 1), np.float32), np.zeros(0, int)
+        empty = np.zeros((0, features.bands, features.frames() or 1), np.float32)
+        return [], empty[:, None] if features.layout == "image" else empty, np.zeros(0, int)
     lengths = np.array([f.shape[1] for _, f in good])
     frames = features.frames() or int(lengths.max())
     out = np.zeros((len(good), features.bands, frames), np.float32)

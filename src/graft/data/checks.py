@@ -77,7 +77,7 @@ def make_splits(y: np.ndarray, val_fraction: float = 0.0, test_fraction: float =
     from sklearn.model_selection import train_test_split
 
     for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0 <= f < 1:
+        if isinstance(f, bool) or not isinstance(f, (int, float, np.integer, np.floating)) or not 0 <= f < 1:
             raise DataError(f"{name} between 0 and 1 (exclusive)", repr(f), "for example 0.2")
     if val_fraction + test_fraction >= 1:
         raise DataError("val_fraction + test_fraction below 1", f"{val_fraction} + {test_fraction}",
@@ -91,7 +91,7 @@ def make_splits(y: np.ndarray, val_fraction: float = 0.0, test_fraction: float =
         share = frac / (1 - (test_fraction if name == "val" else 0))
         counts = Counter(y[rest].tolist())
         n_out = int(round(share * len(rest)))
-        stratify = y[rest] if min(counts.values()) >= 2 and len(counts) <= n_out <= len(rest) - len(counts) else None
+        stratify = y[rest] if counts and min(counts.values()) >= 2 and len(counts) <= n_out <= len(rest) - len(counts) else None
         if stratify is None and log is not None:
             log.add("unstratified_split", "warning", f"the {name} split is not stratified: some class has fewer "
                     "than 2 samples or the split is smaller than the number of classes",

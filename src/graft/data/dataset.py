@@ -72,6 +72,8 @@ class ImageFileDataset(Dataset):
         from PIL import Image
 
         with Image.open(self.paths[i]) as im:
+            if im.mode.startswith("I;16"):  # 16-bit grey: PIL's convert clips at 255; keep the top 8 bits instead
+                im = Image.fromarray((np.asarray(im) >> 8).astype(np.uint8), "L")
             im = im.convert(self.mode)
             if self.size is not None and im.size != (self.size[1], self.size[0]):
                 im = im.resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)

@@ -12,8 +12,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 from graft.data.checks import fingerprint
 from graft.data.problems import ProblemLog
+from graft.errors import DataError
 from graft.progress import track
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -46,6 +49,14 @@ def _target_mode(modes: Counter) -> str:
 def scan_images(paths: Sequence[str], log: ProblemLog, image_size: tuple[int, int] | None = None,
                 image_mode: str | None = None) -> tuple[list[str], str, tuple[int, int], dict[str, str]]:
     """Check every file; returns the good paths, the mode and size to read them at, and their fingerprints."""
+    if image_mode is not None and image_mode not in ("RGB", "L"):
+        raise DataError("image_mode 'RGB' (3 channels) or 'L' (grey, 1 channel)", repr(image_mode), "pick one of them")
+    if image_size is not None:
+        size = tuple(image_size)
+        if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+                                     for v in size):
+            raise DataError("image_size as (height, width), two positive integers", repr(image_size),
+                            "for example image_size=(32, 32)")
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(track(pool.map(_probe, paths), "checking images", total=len(paths)))
     bad = [f"{p} ({err})" for p, size, _, err in results if size is None]

@@ -86,10 +86,16 @@ def _natural(values) -> list[str]:
 # ---------------------------------------------------------------- readers: source -> Raw
 
 def _from_arrays(x, y, name: str, source: str, opt: Options, split: str = "train") -> Raw:
-    x = np.asarray(x)
-    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+    try:
+        x, y = np.asarray(x), np.asarray(y)
+    except ValueError as exc:  # ragged nested lists: "inhomogeneous shape"
+        raise DataError("samples of one shape and one label each, as arrays", f"ValueError: {str(exc)[:200]}",
+                        "pad or resize the samples to one shape, then np.stack them") from None
+    if x.dtype.kind not in "biuf":  # object, strings, complex, dates, timedeltas...
         raise DataError("a numeric array of samples", f"dtype {x.dtype}", "convert it with np.asarray(x, dtype=float)")
-    y = np.asarray(y)
+    if x.ndim == 0:
+        raise DataError("an array of samples, shape (N, ...)", f"a single value of dtype {x.dtype}",
+                        "stack the samples along the first axis")
     if y.ndim != 1:
         raise DataError("one label per sample, shape (N,)", f"labels of shape {y.shape}",
                         "for one-hot labels pass y.argmax(1)")
@@ -122,14 +128,22 @@ def _npz(p: Path, opt: Options) -> Raw:
     parts = {}
     for s, (xk, yk) in pairs.items():
         y = arrays[yk]
-        integral = np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and bool(np.all(np.mod(y, 1) == 0)))
+        integral = np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and bool(
+            np.all(np.mod(y, 1) == 0) and np.all(np.abs(y) < 2**31)))
         if y.ndim != 1 or not (integral or y.dtype.kind in "US"):
             raise DataError(f"{yk} as one class per sample (shape (N,), integers or names)",
                             f"shape {y.shape}, dtype {y.dtype}", "for one-hot labels store y.argmax(1)")
         raw = _from_arrays(arrays[xk], y.astype(np.int64) if integral else y, p.stem, str(p), opt, s)
         parts[s] = raw.parts[s]
+    shapes = {part.x.shape[1:] for part in parts.values()}
+    if len(shapes) > 1:
+        raise DataError("samples of one shape in every split", f"shapes {sorted(shapes)} in {p}",
+                        "resize or pad the splits to the same shape")
     names = opt.label_names
     if names is None and "label_names" in arrays:
+        if arrays["label_names"].ndim != 1:
+            raise DataError("label_names as one name per class (shape (K,))",
+                            f"shape {arrays['label_names'].shape} in {p}", "store np.array(['cat', 'dog', ...])")
         names = tuple(str(n) for n in arrays["label_names"])
     raw.parts, raw.modality = parts, raw.modality
     return raw if names is None else _with_names(raw, names)
@@ -179,7 +193,11 @@ def _file_parts(root: Path, opt: Options) -> tuple[dict[str, tuple[list[str], li
         raise DataError("a folder with one sub-folder per class, or files named so that label_pattern finds the label",
                         f"{root} ({len(files)} files, no class sub-folders)",
                         "lay it out as root/CLASS/file, or pass label_pattern=r'(?P<label>[a-z]+)_\\d+'")
-    rx = re.compile(pattern)
+    try:
+        rx = re.compile(pattern)
+    except (re.error, TypeError) as exc:
+        raise DataError("label_pattern as a regular expression with a named group", f"{pattern!r} ({exc})",
+                        "for example r'(?P<label>[a-z]+)_\\d+'") from None
     group = opt.labels or ("label" if "label" in rx.groupindex else next(iter(rx.groupindex), None))
     if group not in rx.groupindex:
         raise DataError(f"a label group among {sorted(rx.groupindex)} of the file-name pattern", repr(group),
@@ -192,6 +210,8 @@ def _file_parts(root: Path, opt: Options) -> tuple[dict[str, tuple[list[str], li
             unmatched.append(f)
             continue
         s = split_of(m.groupdict()) if split_of else "train"
+        if s not in SPLITS:
+            raise DataError(f"split_of returning one of {SPLITS}", f"{s!r} for {Path(f).name}", "fix split_of")
         parts.setdefault(s, ([], []))
         parts[s][0].append(f)
         parts[s][1].append(m.group(group))
@@ -224,17 +244,19 @@ def _media(root: Path, parts: dict, how: str, opt: Options, log: ProblemLog) -> 
     raw = Raw(root.name, "audio" if is_audio else "image", str(root), {}, notes=[how])
     if is_audio:
         feats = opt.audio
-        all_lengths = []
+        # all splits at once: one number of frames for every split (duration=None pads to the longest of all)
+        kept, x, lengths = audio_features([f for p, _ in parts.values() for f in p], feats, log)
+        row = {f: i for i, f in enumerate(kept)}
+        mask = np.arange(x.shape[-1])[None] < lengths[:, None]
         for s, (paths, labels) in parts.items():
-            kept, x, lengths = audio_features(paths, feats, log)
+            index = [row[f] for f in paths if f in row]
+            mine = [kept[i] for i in index]
             lab = dict(zip(paths, labels))
-            mask = np.arange(x.shape[-1])[None] < lengths[:, None]
-            raw.parts[s] = Part([lab[p] for p in kept], kept, x=x, mask=mask,
-                                fingerprints=[fingerprint(Path(p).read_bytes()) for p in kept])
-            all_lengths += lengths.tolist()
+            raw.parts[s] = Part([lab[f] for f in mine], mine, x=x[index], mask=mask[index] if index else None,
+                                fingerprints=[fingerprint(Path(f).read_bytes()) for f in mine])
         raw.notes.append(feats.describe())
-        if all_lengths:
-            raw.lengths = (int(min(all_lengths)), int(max(all_lengths)))
+        if len(lengths):
+            raw.lengths = (int(lengths.min()), int(lengths.max()))
         return raw
     paths = [f for p, _ in parts.values() for f in p]
     good, mode, size, fps = img.scan_images(paths, log, opt.image_size, opt.image_mode)
@@ -248,11 +270,31 @@ def _media(root: Path, parts: dict, how: str, opt: Options, log: ProblemLog) -> 
     return raw
 
 
+def _is_file(f: str) -> bool:
+    try:
+        return Path(f).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte...
+        return False
+
+
+def _delimiter(p: Path) -> str:
+    """The column separator of a text table: sniffed among , ; tab |, else tab for .tsv and comma otherwise."""
+    import csv
+
+    with open(p, encoding="utf-8", errors="replace", newline="") as f:
+        sample = f.read(65536)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:  # one column, or nothing to tell from: pandas' own sniffer would pick any letter
+        return "\t" if p.suffix.lower() == ".tsv" else ","
+
+
 def _table(p: Path, opt: Options, log: ProblemLog) -> Raw:
     import pandas as pd
 
     try:
-        df = pd.read_parquet(p) if p.suffix.lower() in (".parquet", ".pq") else pd.read_csv(p, sep=None, engine="python")
+        df = (pd.read_parquet(p) if p.suffix.lower() in (".parquet", ".pq")
+              else pd.read_csv(p, sep=_delimiter(p), engine="python"))
     except ImportError:
         raise DataError("pyarrow, to read Parquet", "it is not installed", 'pip install "graft-ml[parquet]"') from None
     except Exception as exc:
@@ -268,15 +310,15 @@ def _table(p: Path, opt: Options, log: ProblemLog) -> Raw:
     if opt.path_column in df.columns:  # a list of files
         base = p.parent
         files = [str(f if Path(f).is_absolute() else base / f) for f in df[opt.path_column].astype(str)]
-        missing = [f for f in files if not Path(f).is_file()]
+        missing = [f for f in files if not _is_file(f)]
         if missing:
             log.skip_or_keep("missing_file", missing, f"{len(missing)} files named in {p.name} do not exist",
                              "fix the paths (relative paths start from the list's folder)")
-        keep = [(f, lab) for f, lab in zip(files, df[label]) if Path(f).is_file()]
+        keep = [(f, lab) for f, lab in zip(files, df[label]) if _is_file(f)]
         split_col = "split" if "split" in df.columns else None
         parts: dict[str, tuple[list[str], list[str]]] = {}
         splits = df["split"].astype(str).str.lower().tolist() if split_col else ["train"] * len(df)
-        exists = [Path(f).is_file() for f in files]
+        exists = [_is_file(f) for f in files]
         for (f, lab), s in zip(keep, [s for s, e in zip(splits, exists) if e]):
             if s not in SPLITS:
                 raise DataError(f"split values among {SPLITS}", repr(s), "fix the split column")
@@ -292,11 +334,15 @@ def _table(p: Path, opt: Options, log: ProblemLog) -> Raw:
     absent = [c for c in cols if c not in df.columns]
     if absent:
         raise DataError("feature columns present in the table", f"missing {absent}", "fix feature_columns")
+    if not cols:
+        raise DataError(f"a table with feature columns besides the label column {label!r}",
+                        f"columns {list(map(str, df.columns))[:12]} in {p.name}",
+                        f"add the features, or name the files in a {opt.path_column!r} column")
     text = [str(c) for c in cols if not pd.api.types.is_numeric_dtype(df[c])]
     if text:
         raise DataError("numeric feature columns", f"non-numeric columns {text[:8]}",
                         "encode them first (pandas.get_dummies) or leave them out with feature_columns=")
-    x = df[cols].to_numpy(np.float32)
+    x = df[cols].to_numpy(np.float32, na_value=np.nan)  # empty cells: NaN, reported as non_finite
     ids = [f"{p.name}:row {i + 2}" for i in range(len(df))]
     raw = Raw(p.stem, "table", str(p), {"train": Part(df[label].tolist(), ids, x=x)},
               feature_names=tuple(map(str, cols)), feature_axis=0)
@@ -306,9 +352,20 @@ def _table(p: Path, opt: Options, log: ProblemLog) -> Raw:
 
 def _series(files: dict[str, Path], name: str, source: str, opt: Options) -> Raw:
     raw = Raw(name, "timeseries", source, {})
+    if opt.length is not None and (isinstance(opt.length, bool) or not isinstance(opt.length, (int, np.integer))
+                                   or opt.length < 1):
+        raise DataError("length as a positive number of steps", repr(opt.length),
+                        "for example length=128, or leave it out to pad to the longest series")
     read = {s: read_series_file(f) for s, f in files.items()}
+    channels = {x.shape[0] for X, _ in read.values() for x in X}
+    if len(channels) > 1:
+        raise DataError("series with the same number of channels in every split", f"channels {sorted(channels)}",
+                        "drop the odd series or select common channels")
     longest = opt.length or max(max((s.shape[-1] for s in X), default=0) if isinstance(X, list) else X.shape[-1]
                                 for X, _ in read.values())
+    if longest < 1:
+        raise DataError("series with at least one step", f"series of length 0 in {source}",
+                        "check the file; UCR .tsv files have the label in column 0 and the series after it")
     all_lengths: list[int] = []
     for s, (X, y) in read.items():
         if isinstance(X, np.ndarray):

@@ -40,14 +40,20 @@ def read_series_file(path: str | Path) -> tuple[list[np.ndarray] | np.ndarray, n
     loaders = {".ts": ds.load_from_ts_file, ".tsv": ds.load_from_tsv_file, ".arff": ds.load_from_arff_file}
     try:
         X, y = loaders[p.suffix.lower()](str(p))
+        if isinstance(X, np.ndarray):
+            X = X.astype(np.float32)
+        else:
+            X = [np.asarray(s, dtype=np.float32) for s in X]
+        y = np.asarray(y)
     except Exception as exc:  # aeon raises IOError, ValueError, IndexError... on malformed files
         raise DataError(f"a readable {p.suffix} time-series file (UCR/UEA format)", f"{p} ({type(exc).__name__}: "
                         f"{str(exc)[:200]})", "check the file; UCR .tsv files have the label in column 0") from None
-    if isinstance(X, np.ndarray):
-        X = X.astype(np.float32)
-    else:
-        X = [np.asarray(s, dtype=np.float32) for s in X]
-    return X, np.asarray(y)
+    shapes_ok = X.ndim == 3 if isinstance(X, np.ndarray) else all(s.ndim == 2 for s in X)
+    if not len(X) or not shapes_ok or y.ndim != 1 or len(y) != len(X):
+        got = f"shape {X.shape}" if isinstance(X, np.ndarray) else f"{len(X)} series"
+        raise DataError(f"a {p.suffix} time-series file with at least one labelled series (UCR/UEA format)",
+                        f"{p} ({got}, {y.size} labels)", "check the file; UCR .tsv files have the label in column 0")
+    return X, y
 
 
 def split_files(path: Path) -> dict[str, Path] | None:

@@ -16,7 +16,7 @@ from io import StringIO
 import torch
 from torch import nn
 
-from graft.errors import LabelError, ModelStructureError
+from graft.errors import LabelError, ModelStructureError, ShapeError
 from graft.jsonable import JsonSerializable
 from graft.models.trace import Trace, example_input, runs_at, smallest_size, trace
 from graft.validation import label_names as check_label_names
@@ -37,6 +37,8 @@ class InputSpec:
     flexible_size: bool | None = None  # True: global pooling, any size >= min_size works
     min_size: tuple[int, ...] | None = None
     spatial_dims: int = 2  # 0 for vectors (Linear first layer), 1 for sequences, 2 for images
+    feature_names: tuple[str, ...] | None = None  # names of the entries along feature_axis (columns, sensors)
+    feature_axis: int | None = None  # axis of the per-sample shape (C, *size) they label; 0 = channels
 
     def shape(self) -> tuple[int, ...] | None:
         """Per-sample shape (C, *size), or None when the size is not known."""
@@ -269,6 +271,19 @@ def imagenet_label_names() -> tuple[str, ...]:
     return tuple(names)
 
 
+def _features(names, axis, channels: int, size) -> tuple[tuple[str, ...] | None, int | None]:
+    """Validated feature names and their axis (0 = channels, 1.. = spatial axes of the input size)."""
+    if names is None:
+        return None, None
+    names = check_label_names(tuple(names), "feature names")
+    axis = 0 if axis is None else int(axis)
+    shape = (channels, *(size or ()))
+    if not 0 <= axis < len(shape) or shape[axis] != len(names):
+        raise ShapeError(f"one feature name per entry of axis {axis} of the input {tuple(shape)}",
+                         f"{len(names)} names", "pass feature_axis= (0 = channels) and one name per entry")
+    return names, axis
+
+
 def describe(
     module: nn.Module,
     *,
@@ -284,6 +299,8 @@ def describe(
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     label_names: list[str] | tuple[str, ...] | None = None,
+    feature_names: list[str] | tuple[str, ...] | None = None,
+    feature_axis: int | None = None,
     notes: tuple[str, ...] = (),
 ) -> BackboneSpec:
     """Derive the contract of ``module``; explicit arguments override what is derived."""
@@ -294,7 +311,7 @@ def describe(
     first_hint = first_layer or (cfg.get("first_conv") if cfg.get("first_conv") in modules else None)
     first_name = find_first_layer(module, first_hint)
     first = modules[first_name]
-    spatial = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}.get(type(first), 0)
+    spatial = next((d for t, d in ((nn.Conv1d, 1), (nn.Conv2d, 2), (nn.Conv3d, 3)) if isinstance(first, t)), 0)
     channels = in_chans or (first.in_channels if isinstance(first, _CONVS) else first.in_features)
     head_mod = modules[head_name]
     head_spec = HeadSpec(
@@ -401,7 +418,8 @@ def describe(
         taps=tap_names,
         input=InputSpec(channels, tuple(input_size) if input_size is not None else None,
                         tuple(mean) if mean else None, tuple(std) if std else None, flexible,
-                        tuple(min_size) if min_size else None, spatial),
+                        tuple(min_size) if min_size else None, spatial, *_features(feature_names, feature_axis,
+                                                                                     channels, input_size)),
         label_names=tuple(label_names) if label_names else None,
         num_params=_params(module),
         weights=weights,

@@ -119,7 +119,9 @@ def build_architecture(name: str, *, num_classes: int | None = None, in_chans: i
     """A randomly initialized network of architecture ``name`` (zoo or timm)."""
     if name in ZOO:
         entry = ZOO[name]
-        return entry.build(num_classes=num_classes or entry.num_classes, in_chans=in_chans or 3, **kwargs)
+        module = entry.build(num_classes=num_classes or entry.num_classes, in_chans=in_chans or entry.in_chans, **kwargs)
+        module.graft_build_kwargs = dict(kwargs)  # saved with the weights, so that the file rebuilds it
+        return module
     if _is_timm_name(name):
         extra = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None}
         return _create_timm(name, False, **extra, **kwargs)
@@ -134,8 +136,8 @@ def _describe_named(module: nn.Module, name: str, weights: str | None, overrides
         first_in = module.get_submodule(entry.first_conv).weight.shape[1] if entry.first_conv else None
         defaults = {
             "input_size": entry.input_size,
-            "mean": entry.mean if first_in in (None, len(entry.mean)) else None,
-            "std": entry.std if first_in in (None, len(entry.std)) else None,
+            "mean": entry.mean if entry.mean and first_in in (None, len(entry.mean)) else None,
+            "std": entry.std if entry.std and first_in in (None, len(entry.std)) else None,
             "label_names": entry.label_names if head_rows == entry.num_classes else None,
             "head": entry.classifier,
             "first_layer": entry.first_conv,
@@ -161,6 +163,8 @@ def load_model(
     taps: list[str] | None = None,
     head: str | None = None,
     first_layer: str | None = None,
+    feature_names: list[str] | None = None,
+    feature_axis: int | None = None,
     **model_kwargs: Any,
 ) -> Backbone:
     """Load a network and wrap it in the backbone contract.
@@ -179,10 +183,16 @@ def load_model(
         For names without ``weights``: download the published weights (timm hub or the zoo's URL).
     label_names, input_size, mean, std, blocks, taps, head, first_layer:
         Override what the contract derives (see :func:`graft.models.backbone.describe`).
+    feature_names, feature_axis:
+        Names of the input's features (table columns, sensor channels) along one axis of (C, *size), so
+        that new data with other columns is aligned by name.
     """
     overrides = dict(label_names=label_names, input_size=input_size, mean=mean, std=std, blocks=blocks,
-                     taps=taps, head=head, first_layer=first_layer)
+                     taps=taps, head=head, first_layer=first_layer, feature_names=feature_names,
+                     feature_axis=feature_axis)
     report = None
+    if input_size and isinstance(source, str) and source in ZOO and ZOO[source].extra.get("sized"):
+        model_kwargs.setdefault("input_size", tuple(input_size))  # a flatten head is built for one size
     if isinstance(source, Backbone):
         source = source.module
     if isinstance(source, nn.Module):
@@ -206,6 +216,10 @@ def load_model(
                 "pass the architecture: load_model(path, arch='resnet18') (a timm or zoo name), or build the "
                 "module yourself and pass it with the file: load_model(my_module, weights=path)",
             )
+        meta = graft_metadata(ckpt)
+        if meta.get("spec") and not arch:  # written by graft.save_model: its contract and build arguments
+            overrides = {**_stored_overrides(meta["spec"]), **{k: v for k, v in overrides.items() if v is not None}}
+            model_kwargs = {**meta.get("build", {}), **model_kwargs}
         backbone, report = _named_with_weights(name, ckpt, strict, num_classes, overrides, model_kwargs)
     elif isinstance(source, (str, Path)):
         name = str(source)
@@ -233,6 +247,15 @@ def load_model(
                          f"{type(source).__name__}", "pass for example 'cifar_resnet20' or your nn.Module")
     backbone.load_report = report
     return backbone
+
+
+def _stored_overrides(spec: dict) -> dict:
+    """What a graft-written file says about its inputs and classes (input size, normalization, labels)."""
+    inp = spec.get("input") or {}
+    out = {"input_size": inp.get("size"), "mean": inp.get("mean"), "std": inp.get("std"),
+           "label_names": spec.get("label_names"), "feature_names": inp.get("feature_names"),
+           "feature_axis": inp.get("feature_axis")}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in out.items() if v is not None}
 
 
 def _named_with_weights(name, ckpt: Checkpoint, strict, num_classes, overrides, model_kwargs):

@@ -135,6 +135,67 @@ def decide_head(backbone: Backbone, target: Target, warnings: list[str]) -> tupl
     ), labels
 
 
+def decide_features(backbone: Backbone, target: Target, warnings: list[str]) -> Step | None:
+    """Align the new data's named features (columns, sensors) with the ones the network learned."""
+    inp = backbone.spec.input
+    new = target.feature_names
+    if new is None:
+        return None
+    if inp.feature_names is None:
+        warnings.append("the new data names its features but the source network does not: they are taken by "
+                        "position. Name the source's features (load_model(..., feature_names=[...])) to align by name.")
+        return None
+    axis, src = inp.feature_axis or 0, inp.feature_names
+    have = target.in_chans if axis == 0 else (target.input_size[axis - 1] if target.input_size
+                                                and len(target.input_size) >= axis else None)
+    if have is not None and have != len(new):
+        raise ShapeError(f"one target feature name per entry of axis {axis} ({have} entries)", f"{len(new)} names",
+                         "give one name per column/channel of the new data")
+    position = {normalize_label(n): j for j, n in enumerate(new)}
+    sources = [position.get(normalize_label(n)) for n in src]
+    used = {j for j in sources if j is not None}
+    extra = [j for j in range(len(new)) if j not in used]
+    if sources == list(range(len(new))) and not extra:
+        return None
+    if not used:
+        warnings.append(f"no feature name in common between the source ({', '.join(src[:4])}...) and the new data "
+                        f"({', '.join(new[:4])}...): every source feature is a sentinel until the adapter learns")
+    mask = target.mask_channel if target.mask_channel is not None else any(j is None for j in sources)
+    channels_after = len(src) if axis == 0 else (target.in_chans or inp.channels)
+    columns = []
+    for i, (name, j) in enumerate(zip(src, sources)):
+        if j is None:
+            columns.append(f"{name}: missing -> sentinel {target.pad_value:g}" + (", marked 0 in the mask" if mask else ""))
+        else:
+            columns.append(f"{name}: kept (new position {j} -> {i})" if j != i else f"{name}: kept")
+    columns += [f"{new[j]}: new -> learned adapter into the {len(src)} source features (starts at zero)" for j in extra]
+    missing = sources.count(None)
+    summary = (f"align {len(new)} named features with the {len(src)} the network learned (axis {axis}): "
+               f"{len(used)} kept, {missing} missing, {len(extra)} new")
+    reason = ("features are matched by name, so a column keeps the weights learned for it wherever it sits; "
+              "missing ones get a sentinel" + (" and a mask" if mask else "") + ", new ones a zero-initialized "
+              "adapter, so the network starts from what it learned")
+    params = {"axis": axis, "sources": sources, "extra": extra, "sentinel": target.pad_value, "mask": bool(mask),
+              "mask_channels": channels_after if mask else 0, "from": len(new), "to": len(src), "columns": columns}
+    return Step("features", summary, reason, ("retrain the first layer on the new columns (size_mode='adapter')",),
+                params)
+
+
+def after_alignment(target: Target, features: Step | None, backbone: Backbone) -> Target:
+    """The target as the rest of the plan sees it: the feature axis has the source's length."""
+    if features is None:
+        return target
+    from dataclasses import replace
+
+    axis, n = features.params["axis"], features.params["to"]
+    if axis == 0:
+        return replace(target, in_chans=n)
+    size = list(target.input_size or backbone.spec.input.size or ())
+    if len(size) >= axis:
+        size[axis - 1] = n
+    return replace(target, input_size=tuple(size) if size else None)
+
+
 def _flatten_linear(backbone: Backbone) -> tuple[str, int]:
     """The first dense layer and the channels of the feature map it reads flattened."""
     spec = backbone.spec
@@ -156,7 +217,8 @@ def _flatten_linear(backbone: Backbone) -> tuple[str, int]:
                               "use size_mode='resize', 'pad' or 'adapter' instead")
 
 
-def decide_input_size(backbone: Backbone, target: Target) -> Step | None:
+def decide_input_size(backbone: Backbone, target: Target, mask_in: int = 0) -> Step | None:
+    """``mask_in``: mask channels the input already carries (appended by feature alignment)."""
     spec, inp = backbone.spec, backbone.spec.input
     want, mode = target.input_size, target.size_mode
     if target.mask_channel and mode not in ("auto", "pad", "crop"):
@@ -170,7 +232,7 @@ def decide_input_size(backbone: Backbone, target: Target) -> Step | None:
         want = _source_size(backbone, "for global_pool")
     if inp.spatial_dims == 0:
         raise ShapeError("a convolutional network to change the input size", f"{spec.name} takes vectors",
-                         "for tables, align columns in the data layer")
+                         "for tables, name the features on both sides (feature_names=) so graft aligns them by name")
     if len(want) != inp.spatial_dims:
         raise ShapeError(f"an input size with {inp.spatial_dims} axes ({spec.name}'s first layer is "
                          f"{inp.spatial_dims}-D)", f"{_size(want)} ({len(want)} axes)",
@@ -215,10 +277,12 @@ def decide_input_size(backbone: Backbone, target: Target) -> Step | None:
     elif mode == "pad":
         src = _source_size(backbone, "to pad to it")
         mask = target.mask_channel if target.mask_channel is not None else any(w < s for w, s in zip(want, src))
-        params.update(to=list(src), pad_value=target.pad_value, mask_channel=bool(mask))
+        mask = mask and not mask_in  # an existing mask is padded with 0 instead
+        params.update(to=list(src), pad_value=target.pad_value, mask_channel=bool(mask), mask_channels_in=mask_in)
         axes = [("pad" if w < s else "crop" if w > s else "keep") + f" {w}->{s}" for w, s in zip(want, src)]
         summary = (f"pad/crop inputs to {_size(src)} ({', '.join(axes)}); sentinel {target.pad_value:g}"
-                   + ("; mask channel appended (1 = data, 0 = padding)" if mask else ""))
+                   + ("; mask channel appended (1 = data, 0 = padding)" if mask else "")
+                   + (f"; the {mask_in} mask channels from feature alignment padded with 0" if mask_in else ""))
     elif mode == "global_pool":
         if inp.flexible_size:
             raise GraftError("size_mode='global_pool' for a network with a flatten + dense head",
@@ -229,7 +293,7 @@ def decide_input_size(backbone: Backbone, target: Target) -> Step | None:
                    f"weights summed over positions; the network then takes any size")
     elif mode == "adapter":
         src = _source_size(backbone, "to adapt to it")
-        channels = target.in_chans or inp.channels
+        channels = (target.in_chans or inp.channels) + mask_in
         params.update(to=list(src), in_chans=channels, out_chans=inp.channels)
         summary = (f"learned input adapter ({channels}x{_size(want)} -> {inp.channels}x{_size(src)}); training "
                    f"starts with the body frozen (adapter and head only), then unfreezes with a 10-20x smaller "
@@ -240,23 +304,30 @@ def decide_input_size(backbone: Backbone, target: Target) -> Step | None:
     return Step("input_size", summary, reason, tuple(f"{m}: {SIZE_OPTIONS[m]}" for m in applicable), params)
 
 
-def decide_channels(backbone: Backbone, target: Target, size_step: Step | None) -> Step | None:
+def decide_channels(backbone: Backbone, target: Target, size_step: Step | None, mask_in: int = 0) -> Step | None:
     spec, inp = backbone.spec, backbone.spec.input
     size_params = size_step.params if size_step else {}
     if size_params.get("mode") == "adapter":
         return None  # the adapter maps channels
     want = target.in_chans or inp.channels
-    mask = bool(size_params.get("mask_channel"))
+    mask = mask_in + int(bool(size_params.get("mask_channel")))
     if want == inp.channels and not mask:
         return None
     layer = backbone.get(spec.first_layer)
-    if not isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+    if isinstance(layer, nn.Linear) and want == inp.channels:
+        pass  # a dense first layer (tables): only mask inputs are added
+    elif isinstance(layer, nn.Linear):
+        raise ShapeError(f"{inp.channels} input features for the dense first layer {spec.first_layer}",
+                         f"{want}", "name the features on both sides (feature_names=) so graft aligns them by name")
+    elif not isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         raise ShapeError("a convolution as first layer, to adapt input channels",
                          f"{spec.first_layer} is {type(layer).__name__}", "use size_mode='adapter'")
-    if layer.groups != 1:
+    if getattr(layer, "groups", 1) != 1:
         raise ShapeError("a first convolution with groups=1", f"groups={layer.groups}", "use size_mode='adapter'")
-    params = {"layer": spec.first_layer, "from": inp.channels, "to": want, "mask_channel": mask}
-    if want == 1 and inp.mean and inp.std and inp.channels > 1:
+    params = {"layer": spec.first_layer, "from": inp.channels, "to": want, "mask_channels": mask}
+    if want == inp.channels:
+        how, why = f"keep the {want} input {'features' if isinstance(layer, nn.Linear) else 'filters'} of {spec.first_layer}", ""
+    elif want == 1 and inp.mean and inp.std and inp.channels > 1:
         new_mean, new_std = sum(inp.mean) / len(inp.mean), sum(inp.std) / len(inp.std)
         params.update(mean=list(inp.mean), std=list(inp.std), new_mean=new_mean, new_std=new_std)
         how = (f"sum the {inp.channels} input filters of {spec.first_layer} into 1, rescaled for the grey input's "
@@ -266,12 +337,11 @@ def decide_channels(backbone: Backbone, target: Target, size_step: Step | None) 
     elif want == 1:
         how = f"sum the {inp.channels} input filters of {spec.first_layer} into 1"
         why = "a grey image then gives exactly the response of the colour image whose channels all equal it"
-    elif want == inp.channels:
-        how, why = f"keep the {want} input filters of {spec.first_layer}", ""
     else:
         how = f"repeat the {inp.channels} input filters of {spec.first_layer} to {want} and scale by {inp.channels}/{want}"
         why = "keeps the expected activation at the scale the next layers were trained on (timm's rule)"
     if mask:
-        how += "; one more input channel with zero weights for the mask (ignored until trained)"
+        how += (f"; {mask} more input channel{'s' if mask > 1 else ''} with zero weights for the mask "
+                "(ignored until trained)")
     return Step("input_channels", how, why, ("a learned input adapter (size_mode='adapter') maps channels instead",),
                 params)

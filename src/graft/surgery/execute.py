@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from graft.models.backbone import BackboneSpec
-from graft.surgery.modules import GraftedNet, LearnedInputAdapter, PadCrop, Resize, SpatialPoolLinear
+from graft.surgery.modules import FeatureAlign, GraftedNet, LearnedInputAdapter, PadCrop, Resize, SpatialPoolLinear
 from graft.surgery.ops import add_zero_channels, adapt_input_channels, remap_rows, to_one_channel_normalized
 from graft.surgery.plan import Step
 
@@ -73,16 +73,23 @@ def _head(body: nn.Module, spec: BackboneSpec, p: dict, gen: torch.Generator, ex
 def _channels(body: nn.Module, p: dict, ex: Executed) -> None:
     layer = body.get_submodule(p["layer"])
     delta = None
-    if "new_mean" in p:
+    if isinstance(layer, nn.Linear):
+        weight, how = layer.weight.detach().clone(), f"kept the {layer.in_features} input features"
+    elif "new_mean" in p:
         weight, delta, how = to_one_channel_normalized(layer.weight.detach(), p["mean"], p["std"],
                                                        p["new_mean"], p["new_std"])
     else:
         weight, how = adapt_input_channels(layer.weight.detach(), p["to"])
-    if p.get("mask_channel"):
-        weight = add_zero_channels(weight, 1)
-        how += "; +1 zero-weight mask channel"
+    extra = int(p.get("mask_channels", 1 if p.get("mask_channel") else 0))  # plans before 0.2 said mask_channel
+    if extra:
+        weight = add_zero_channels(weight, extra)
+        kind = "input" if isinstance(layer, nn.Linear) else "channel"
+        how += f"; +{extra} zero-weight mask {kind}{'s' if extra > 1 else ''}"
     new = copy.deepcopy(layer)
-    new.in_channels = weight.shape[1]
+    if isinstance(new, nn.Linear):
+        new.in_features = weight.shape[1]
+    else:
+        new.in_channels = weight.shape[1]
     new.weight = nn.Parameter(weight)
     name = p["layer"]
     if delta is not None:
@@ -101,9 +108,16 @@ def execute(module: nn.Module, spec: BackboneSpec, steps: tuple[Step, ...], seed
     gen = torch.Generator().manual_seed(seed)
     ex = Executed(module, head=spec.head.name, first_layer=spec.first_layer)
     body, input_layer, new_head = module, None, None
+    inputs: list[tuple[nn.Module, dict]] = []  # input layers in order, with their touched tensors
     for step in steps:
         p = step.params
-        if step.kind == "truncate":
+        if step.kind == "features":
+            align = FeatureAlign(p["axis"], p["sources"], p["extra"], p["sentinel"], p["mask"])
+            if align.adapter is not None:
+                align.adapter.requires_grad_(True)
+            inputs.append((align, {n: ("new", f"adapter from the {len(p['extra'])} new features, init zero", None)
+                                   for n, _ in align.named_parameters()}))
+        elif step.kind == "truncate":
             for name in p["removed"]:
                 body.set_submodule(name, nn.Identity())
             new_head = nn.Linear(p["channels"], p["num_classes"])
@@ -118,9 +132,9 @@ def execute(module: nn.Module, spec: BackboneSpec, steps: tuple[Step, ...], seed
         elif step.kind == "input_size":
             mode = p["mode"]
             if mode == "resize":
-                input_layer = Resize(tuple(p["to"]))
+                inputs.append((Resize(tuple(p["to"])), {}))
             elif mode == "pad":
-                input_layer = PadCrop(tuple(p["to"]), p["pad_value"], p["mask_channel"])
+                inputs.append((PadCrop(tuple(p["to"]), p["pad_value"], p["mask_channel"], p.get("mask_channels_in", 0)), {}))
             elif mode == "global_pool":
                 old = body.get_submodule(p["linear"])
                 lin = nn.Linear(p["channels"], old.out_features, bias=old.bias is not None)
@@ -137,19 +151,26 @@ def execute(module: nn.Module, spec: BackboneSpec, steps: tuple[Step, ...], seed
                 if p["linear"] == ex.head:
                     ex.head = f"{p['linear']}.linear"
             elif mode == "adapter":
-                input_layer = LearnedInputAdapter(p["in_chans"], p["out_chans"], tuple(p["to"]))
+                adapter = LearnedInputAdapter(p["in_chans"], p["out_chans"], tuple(p["to"]))
                 with torch.no_grad():
                     eye = torch.eye(p["out_chans"]).reshape(p["out_chans"], p["out_chans"], *([1] * len(p["to"])))
                     w, how = adapt_input_channels(eye, p["in_chans"])
-                    input_layer.mix.weight.copy_(w)
-                    input_layer.mix.bias.zero_()
-                for name, _ in input_layer.named_parameters():
+                    adapter.mix.weight.copy_(w)
+                    adapter.mix.bias.zero_()
+                notes = {}
+                for name, _ in adapter.named_parameters():
                     note = f"1x1 channel map, init: {how}" if name == "mix.weight" else (
                         "residual 3x3, init zero" if name.startswith("refine") else "")
-                    ex.touched[f"input_layer.{name}"] = ("new", note, None)
+                    notes[name] = ("new", note, None)
+                inputs.append((adapter, notes))
                 for name, param in body.named_parameters():
                     if not (name.startswith(ex.head + ".")):
                         param.requires_grad_(False)
+    if inputs:
+        input_layer = inputs[0][0] if len(inputs) == 1 else nn.Sequential(*(m for m, _ in inputs))
+        for i, (_, notes) in enumerate(inputs):
+            prefix = "input_layer." if len(inputs) == 1 else f"input_layer.{i}."
+            ex.touched.update({prefix + k: v for k, v in notes.items()})
     if input_layer is not None or ex.stop_at is not None:
         ex.module = GraftedNet(body, input_layer, ex.stop_at, new_head)
         ex.prefix = "body."

@@ -18,14 +18,19 @@ class PadCrop(nn.Module):
     tell a sentinel from a real value.
     """
 
-    def __init__(self, size: tuple[int, ...], pad_value: float = 0.0, mask_channel: bool = False):
+    def __init__(self, size: tuple[int, ...], pad_value: float = 0.0, mask_channel: bool = False,
+                 mask_channels_in: int = 0):
         super().__init__()
         self.size = tuple(size)
         self.pad_value = float(pad_value)
         self.mask_channel = bool(mask_channel)
+        self.mask_channels_in = int(mask_channels_in)  # the input's last channels already are a mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mask = torch.ones_like(x[:, :1]) if self.mask_channel else None
+        if self.mask_channels_in:
+            x, mask = x[:, : -self.mask_channels_in], x[:, -self.mask_channels_in:]
+        else:
+            mask = torch.ones_like(x[:, :1]) if self.mask_channel else None
         pads: list[int] = []
         for axis, want in zip(range(x.ndim - 1, 1, -1), reversed(self.size)):  # last axis first, as F.pad wants
             have = x.shape[axis]
@@ -43,7 +48,53 @@ class PadCrop(nn.Module):
         return torch.cat([x, mask], dim=1) if mask is not None else x
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, pad_value={self.pad_value}, mask_channel={self.mask_channel}"
+        return (f"size={self.size}, pad_value={self.pad_value}, mask_channel={self.mask_channel}, "
+                f"mask_channels_in={self.mask_channels_in}")
+
+
+class FeatureAlign(nn.Module):
+    """Put the new data's named features where the network learned them, along one axis.
+
+    ``sources[i]`` is the position in the new data of the network's feature ``i`` (None: the new data does
+    not have it; it is filled with ``sentinel``). Features the network never saw (``extra``) go through a
+    learned linear adapter into the network's features, initialized to zero, so the network starts exactly
+    as with the sentinel and learns what they add. Non-finite values (missing cells) are replaced by the
+    sentinel too. With ``mask``, a copy of the aligned input's shape is appended on the channel axis: 1 where
+    a value is real, 0 where it is a sentinel.
+    """
+
+    def __init__(self, axis: int, sources: list[int | None], extra: list[int], sentinel: float = 0.0,
+                 mask: bool = True):
+        super().__init__()
+        self.axis = int(axis)  # per-sample axis: 0 = channels, 1.. = spatial axes
+        self.sources = list(sources)
+        self.extra = list(extra)
+        self.sentinel = float(sentinel)
+        self.mask = bool(mask)
+        self.register_buffer("present", torch.tensor([s is not None for s in sources]), persistent=False)
+        self.adapter = nn.Linear(len(extra), len(sources)) if extra else None
+        if self.adapter is not None:
+            nn.init.zeros_(self.adapter.weight)
+            nn.init.zeros_(self.adapter.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dim = self.axis + 1
+        x = x.movedim(dim, -1)  # (..., features)
+        finite = torch.isfinite(x)
+        x = torch.where(finite, x, torch.full_like(x, self.sentinel))
+        index = torch.tensor([s if s is not None else 0 for s in self.sources], device=x.device)
+        out = x.index_select(-1, index)
+        real = finite.index_select(-1, index) & self.present.to(x.device)
+        out = torch.where(real, out, torch.full_like(out, self.sentinel))
+        if self.adapter is not None:
+            out = out + self.adapter(x.index_select(-1, torch.tensor(self.extra, device=x.device)))
+        out = out.movedim(-1, dim)
+        if not self.mask:
+            return out
+        return torch.cat([out, real.to(out.dtype).movedim(-1, dim)], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}, features={len(self.sources)}, missing={self.sources.count(None)}, new={len(self.extra)}, mask={self.mask}"
 
 
 class Resize(nn.Module):

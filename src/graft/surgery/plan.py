@@ -41,6 +41,8 @@ class Target:
     keep_rows: ``auto`` keeps head rows of classes that match by name, ``require`` fails if none can be
         matched, ``never`` starts the head afresh.
     label_map: target name -> source name, for classes that were renamed.
+    feature_names: the new data's feature names (table columns, sensor channels) along the axis the source
+        network's features are named on; aligned by name when the source names its features.
     seed: seeds the initialization of new tensors, so that applying a plan twice gives the same weights.
     """
 
@@ -54,6 +56,7 @@ class Target:
     mask_channel: bool | None = None
     keep_rows: str = "auto"
     label_map: tuple[tuple[str, str], ...] = ()
+    feature_names: tuple[str, ...] | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -65,6 +68,8 @@ class Target:
             elif self.num_classes != len(self.label_names):
                 raise LabelError(f"{self.num_classes} label names (num_classes={self.num_classes})",
                                  f"{len(self.label_names)} names", "give one name per class, or leave num_classes out")
+        if self.feature_names is not None:
+            set_(self, "feature_names", check_label_names(tuple(self.feature_names), "target feature names"))
         if self.num_classes is not None:
             positive_int(self.num_classes, "num_classes")
         if self.in_chans is not None:
@@ -91,7 +96,7 @@ class Target:
 class Step:
     """One change: what it does, why, what else could have been done, and its parameters."""
 
-    kind: str  # "truncate", "head", "input_channels", "input_size"
+    kind: str  # "truncate", "head", "features", "input_channels", "input_size"
     summary: str
     reason: str = ""
     alternatives: tuple[str, ...] = ()
@@ -160,6 +165,8 @@ class SurgeryPlan(JsonSerializable):
             con.print("  nothing to change: the network already fits the target")
         for i, s in enumerate(self.steps, 1):
             con.print(f"  {i}. [b]{s.kind}[/b]: {s.summary}")
+            for col in s.params.get("columns", []) if s.kind == "features" else []:
+                con.print(f"       {col}")
             if s.reason:
                 con.print(f"     why: {s.reason}")
             for alt in s.alternatives:

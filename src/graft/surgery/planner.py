@@ -16,7 +16,8 @@ from torch import nn
 from graft.errors import GraftError, ShapeError
 from graft.models.backbone import Backbone, HeadSpec, InputSpec, describe
 from graft.models.trace import example_input, trace
-from graft.surgery.decide import decide_channels, decide_head, decide_input_size, decide_truncation
+from graft.surgery.decide import (after_alignment, decide_channels, decide_features, decide_head,
+                                  decide_input_size, decide_truncation)
 from graft.surgery.execute import Executed, execute
 from graft.surgery.plan import SurgeryPlan, Target, TensorChange
 
@@ -82,9 +83,12 @@ def plan_surgery(backbone: Backbone, target: Target | None = None, **target_fiel
     head, labels = (None, target.label_names) if truncate else decide_head(backbone, target, warnings)
     if truncate and labels is None and truncate.params["num_classes"] == spec.head.num_classes:
         labels = spec.label_names
-    size = decide_input_size(backbone, target)
-    channels = decide_channels(backbone, target, size)
-    steps = tuple(s for s in (truncate, head, channels, size) if s is not None)
+    features = decide_features(backbone, target, warnings)
+    aligned = after_alignment(target, features, backbone)
+    mask_in = features.params["mask_channels"] if features else 0
+    size = decide_input_size(backbone, aligned, mask_in)
+    channels = decide_channels(backbone, aligned, size, mask_in)
+    steps = tuple(s for s in (truncate, head, features, channels, size) if s is not None)
 
     before = {k: v.detach().clone() for k, v in backbone.module.state_dict().items()}
     ex = execute(copy.deepcopy(backbone.module), spec, steps, target.seed)
@@ -108,10 +112,12 @@ def plan_surgery(backbone: Backbone, target: Target | None = None, **target_fiel
     head_layer = ex.module.get_submodule(ex.head)
     head_in = head_layer.in_features if isinstance(head_layer, nn.Linear) else head_layer.in_channels
     flexible = True if size_params.get("mode") in ("resize", "pad", "adapter", "global_pool") else spec.input.flexible_size
+    names = (target.feature_names or spec.input.feature_names) if spec.input.feature_names else None
     result_input = InputSpec(in_chans, new_size, _adapt_stats(spec.input.mean, in_chans),
                              _adapt_stats(spec.input.std, in_chans), flexible,
                              spec.input.min_size if size_params.get("mode") in (None, "native") else None,
-                             spec.input.spatial_dims)
+                             spec.input.spatial_dims, names,
+                             (spec.input.feature_axis or 0) if names else None)
     return SurgeryPlan(spec, target, steps, tuple(tensors), result_input,
                        HeadSpec(ex.head, "linear" if isinstance(head_layer, nn.Linear) else "conv", head_in, num_classes),
                        labels, tuple(warnings), verified)
@@ -144,6 +150,7 @@ def apply_surgery(backbone: Backbone, plan: SurgeryPlan, *, inplace: bool = Fals
     new_spec = describe(
         ex.module, name=src.name, origin=src.origin, weights=src.weights, blocks=blocks,
         head=ex.head, first_layer=ex.first_layer, in_chans=res.channels, input_size=res.size or None, mean=res.mean, std=res.std,
+        feature_names=res.feature_names, feature_axis=res.feature_axis,
         label_names=plan.result_labels,
         notes=(f"grafted from {src.name}: " + "; ".join(s.kind for s in plan.steps),) if plan.steps else (),
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from graft.models.zoo.cifar_resnet import CifarResNet
+from graft.models.zoo.sequence import FCN1d, AudioCNN, ResNet1d, SensorCNN
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _AKAMASTER = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
@@ -25,8 +26,8 @@ class ZooEntry:
     name: str
     build: Callable[..., nn.Module]
     input_size: tuple[int, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
     num_classes: int
     label_names: tuple[str, ...] | None = None
     url: str | None = None  # original weights, fetched with torch.hub when pretrained=True
@@ -35,6 +36,7 @@ class ZooEntry:
     blocks: Callable[[nn.Module], list[str]] | None = None
     license: str = ""
     notes: str = ""
+    in_chans: int = 3
     extra: dict = field(default_factory=dict)
 
 
@@ -77,6 +79,18 @@ def _mobilenet_v1(multiplier: float, size: int) -> ZooEntry:
     )
 
 
+def _sequence(name: str, cls: type[nn.Module], input_size: tuple[int, ...], num_classes: int, notes: str) -> ZooEntry:
+    def build(num_classes: int = num_classes, in_chans: int = 1, **kw) -> nn.Module:
+        if cls is SensorCNN:
+            kw["input_size"] = tuple(kw.get("input_size") or input_size)
+        return cls(num_classes=num_classes, in_chans=in_chans, **kw)
+
+    return ZooEntry(name=name, build=build, input_size=input_size, mean=None, std=None, num_classes=num_classes,
+                    first_conv="conv1.0" if cls is SensorCNN else "block1.0" if cls is not ResNet1d else "block1.conv1.0",
+                    classifier="fc", blocks=lambda m: m.block_names(), license="Apache-2.0 (graft)",
+                    notes=notes, in_chans=1, extra={"sized": cls is SensorCNN})
+
+
 ZOO: dict[str, ZooEntry] = {
     e.name: e
     for e in (
@@ -86,6 +100,14 @@ ZOO: dict[str, ZooEntry] = {
         _cifar(56, "resnet56-4bfd9763.th"),
         _mobilenet_v1(0.5, 160),
         _mobilenet_v1(0.25, 128),
+        _sequence("ts_fcn", FCN1d, (128,), 2, "Wang et al. 2017 FCN for time series (C, L), any length; "
+                  "inputs z-normalized per series; no pretrained weights: graft pretrain"),
+        _sequence("ts_resnet", ResNet1d, (128,), 2, "Wang et al. 2017 ResNet for time series (C, L), any length; "
+                  "inputs z-normalized per series; no pretrained weights: graft pretrain"),
+        _sequence("audio_cnn", AudioCNN, (40, 101), 10, "4-block CNN over log-mel/MFCC images (1, bands, frames); "
+                  "features normalized per utterance; no pretrained weights: graft pretrain"),
+        _sequence("sensor_cnn", SensorCNN, (28, 9), 6, "Keras-style CNN on (H, W) sensor windows with a flatten + "
+                  "dense head (fixed input size); no pretrained weights: graft pretrain"),
     )
 }
 
