@@ -12,12 +12,23 @@ The public verbs::
 
 __version__ = "0.1.0"
 
-from graft.api import describe_model, load_model, plan_surgery, save_model, target_from_data  # noqa: E402
-from graft.data import DatasetSpec, describe_dataset  # noqa: E402
+from graft.api import (  # noqa: E402
+    describe_data,
+    describe_model,
+    load_data,
+    load_model,
+    plan_surgery,
+    preprocessing,
+    pretrain,
+    save_model,
+    target_from_data,
+)
+from graft.data import AudioFeatures, Data, DatasetSpec, describe_dataset, windows  # noqa: E402
 from graft.errors import GraftError  # noqa: E402
 from graft.models import Backbone, BackboneSpec, LoadReport, load_weights, read_checkpoint  # noqa: E402
 from graft.surgery import SurgeryPlan, Target, apply_surgery  # noqa: E402
 
-__all__ = ["Backbone", "BackboneSpec", "DatasetSpec", "GraftError", "LoadReport", "SurgeryPlan", "Target",
-           "__version__", "apply_surgery", "describe_dataset", "describe_model", "load_model", "load_weights",
-           "plan_surgery", "read_checkpoint", "save_model", "target_from_data"]
+__all__ = ["AudioFeatures", "Backbone", "BackboneSpec", "Data", "DatasetSpec", "GraftError", "LoadReport",
+           "SurgeryPlan", "Target", "__version__", "apply_surgery", "describe_data", "describe_dataset",
+           "describe_model", "load_data", "load_model", "load_weights", "plan_surgery", "preprocessing", "pretrain",
+           "read_checkpoint", "save_model", "target_from_data", "windows"]

@@ -13,7 +13,10 @@ from pathlib import Path
 
 from torch import nn
 
-from graft.data import DatasetSpec, describe_dataset
+from graft.data import Data, DatasetSpec, describe_dataset, load_data
+from graft.data import describe_data as _describe_data
+from graft.data.problems import Problem
+from graft.data.transforms import Preprocess
 from graft.errors import CheckpointError, GraftError
 from graft.models import Backbone, BackboneSpec, load_weights, read_checkpoint
 from graft.models import load_model as _load_model
@@ -21,7 +24,8 @@ from graft.models.checkpoint import graft_metadata
 from graft.surgery import SurgeryPlan, Target, apply_surgery
 from graft.surgery import plan_surgery as _plan_surgery
 
-__all__ = ["describe_model", "load_model", "plan_surgery", "save_model", "target_from_data"]
+__all__ = ["describe_data", "describe_model", "load_data", "load_model", "plan_surgery", "preprocessing", "pretrain",
+           "save_model", "target_from_data"]
 
 
 def load_model(source, **kwargs) -> Backbone:
@@ -59,10 +63,19 @@ def describe_model(source, **kwargs) -> BackboneSpec:
     return load_model(source, **kwargs).spec
 
 
-def target_from_data(data: DatasetSpec | str | Path, **overrides) -> Target:
-    """A surgery Target from a dataset: its channels, input size and class names."""
-    spec = data if isinstance(data, DatasetSpec) else describe_dataset(data)
-    fields = dict(label_names=spec.label_names, in_chans=spec.channels, input_size=spec.size or None)
+def _spec_of(data) -> DatasetSpec:
+    if isinstance(data, DatasetSpec):
+        return data
+    if isinstance(data, Data):
+        return data.spec
+    return describe_dataset(data) if str(data).endswith(".npz") else load_data(data).spec
+
+
+def target_from_data(data: Data | DatasetSpec | str | Path, **overrides) -> Target:
+    """A surgery Target from a dataset: its channels, input size, class names and feature names."""
+    spec = _spec_of(data)
+    fields = dict(label_names=spec.label_names, in_chans=spec.channels, input_size=spec.size or None,
+                  feature_names=spec.feature_names)
     fields.update({k: v for k, v in overrides.items() if v is not None})
     return Target(**fields)
 
@@ -81,6 +94,78 @@ def plan_surgery(model, target: Target | None = None, *, data: DatasetSpec | str
         target = target_from_data(data, **target_fields)
         target_fields = {}
     return _plan_surgery(backbone, target, **target_fields)
+
+
+def describe_data(source, *, model=None, load_kwargs: dict | None = None, **options) -> DatasetSpec:
+    """What graft sees in ``source`` (see :func:`graft.data.load_data`), every problem listed; with ``model``,
+    also whether a surgery plan can take that network to this data (``model_mismatch`` when none can)."""
+    spec = _describe_data(source, **options)
+    if model is None:
+        return spec
+    try:
+        plan_surgery(model, data=spec, load_kwargs=load_kwargs)
+    except GraftError as exc:
+        problem = Problem("model_mismatch", "error", f"no surgery plan takes the network to this data: expected {exc.expected}; got {exc.got}",
+                          exc.fix or "see graft plan", (str(model),))
+        spec = replace(spec, problems=(*spec.problems, problem))
+    return spec
+
+
+def preprocessing(backbone: Backbone, *, resize: bool = False) -> Preprocess:
+    """The normalization the network was trained with (timm's pretrained_cfg, the zoo entry, or the
+    preprocessing stored in a graft checkpoint), as a per-sample transform; ``resize=True`` also scales
+    inputs to the size the network was trained at (otherwise the surgery plan decides about size)."""
+    inp = backbone.spec.input
+    return Preprocess(inp.mean, inp.std, inp.size if resize and inp.size else None)
+
+
+def pretrain(arch: str, data: Data | str | Path, out: str | Path, *, epochs: int = 20, lr: float = 1e-3,
+             batch_size: int = 64, seed: int = 0, log=None, data_kwargs: dict | None = None,
+             **model_kwargs) -> tuple[Backbone, list[dict]]:
+    """Train a fresh ``arch`` (zoo or timm name) on ``data`` and save it to ``out/model.safetensors`` with
+    its classes, input spec and feature names, so it can be the source of a transfer.
+
+    ``data_kwargs`` are passed to :func:`load_data` when ``data`` is a path. Writes ``out/dataset.json``, ``out/splits.json`` and ``out/history.jsonl`` next to the weights.
+    Evaluation uses the ``val`` split, else ``test``.
+    """
+    import torch
+
+    from graft.training import fit
+
+    data = data if isinstance(data, Data) else load_data(data, **(data_kwargs or {}))
+    spec = data.spec
+    torch.manual_seed(seed)
+    size = spec.size or None
+    backbone = load_model(arch, pretrained=False, num_classes=len(spec.label_names), in_chans=spec.channels,
+                          input_size=size, label_names=list(spec.label_names), feature_names=spec.feature_names,
+                          feature_axis=spec.feature_axis, **model_kwargs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    eval_split = "val" if "val" in data.splits else ("test" if "test" in data.splits else None)
+    history_file = out / "history.jsonl"
+    history_file.write_text("")
+
+    def record(entry: dict) -> None:
+        with history_file.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+        if log is not None:
+            log(entry)
+
+    result = fit(backbone.module, data.loader("train", batch_size, seed=seed),
+                 data.loader(eval_split, 256, shuffle=False) if eval_split else None, epochs=epochs, lr=lr,
+                 seed=seed, eval_split=eval_split, log=record)
+    backbone.spec = replace(backbone.spec, weights=str(out / "model.safetensors"),
+                            notes=(*backbone.spec.notes, f"pretrained by graft on {spec.name} for {epochs} epochs"))
+    save_model(backbone, out / "model.safetensors")
+    _write_json(out / "dataset.json", spec.to_dict())
+    data.write_splits(out)
+    return backbone, result.history
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
 
 
 def save_model(backbone: Backbone, path: str | Path) -> Path:

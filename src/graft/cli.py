@@ -41,14 +41,44 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mean", nargs="+", type=float, help="per-channel input mean the network expects")
     p.add_argument("--std", nargs="+", type=float, help="per-channel input std the network expects")
     p.add_argument("--head", help="name of the classifier module, when graft cannot find it")
+    p.add_argument("--source-features", help="names of the network's input features (columns, sensors): a,b,c or a file")
+    p.add_argument("--feature-axis", type=int, help="axis of (C, *size) the feature names label (0 = channels)")
+    p.add_argument("--random", action="store_true", help="a randomly initialized network of that architecture "
+                   "(no weights; for architectures without published weights, e.g. ts_fcn)")
     p.add_argument("--json", action="store_true", help="print JSON for machines")
 
 
 def _load_kwargs(a: argparse.Namespace) -> dict:
     kw = dict(weights=a.weights, arch=a.arch, input_size=tuple(a.source_size) if a.source_size else None,
               label_names=_labels(a.source_labels), mean=tuple(a.mean) if a.mean else None,
-              std=tuple(a.std) if a.std else None, head=a.head)
+              std=tuple(a.std) if a.std else None, head=a.head, feature_names=_labels(a.source_features),
+              feature_axis=a.feature_axis, pretrained=False if a.random else None)
     return {k: v for k, v in kw.items() if v is not None}
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="a folder (class sub-folders, UCR set, audio), .npz, .csv/.parquet, .ts/.tsv/.arff, "
+                   "or aeon:NAME")
+    p.add_argument("--label-from", dest="label_from", help="which file-name group or table column holds the label "
+                   "(FSDD: digit or speaker)")
+    p.add_argument("--classes", help="keep only these classes: a,b,c")
+    p.add_argument("--val", type=float, default=0.0, help="fraction of train to hold out for validation (stratified)")
+    p.add_argument("--test", type=float, default=0.0, help="fraction of train to hold out for test, when not given")
+    p.add_argument("--seed", type=int, default=0, help="seed of the splits")
+    p.add_argument("--normalize", default="none", choices=["none", "zscore", "minmax"],
+                   help="time series: per series and channel")
+    p.add_argument("--audio", default="logmel", choices=["logmel", "mfcc"], help="audio features")
+    p.add_argument("--audio-layout", default="image", choices=["image", "sequence"],
+                   help="audio as (1, bands, frames) images or (bands, frames) sequences")
+    p.add_argument("--skip-bad", action="store_true", help="drop bad samples (corrupt files, NaN) and list them")
+
+
+def _data_kwargs(a: argparse.Namespace) -> dict:
+    from graft.data import AudioFeatures
+
+    return dict(labels=a.label_from, classes=_labels(a.classes), val_fraction=a.val, test_fraction=a.test,
+                seed=a.seed, normalize=a.normalize, audio=AudioFeatures(kind=a.audio, layout=a.audio_layout),
+                on_error="skip" if a.skip_bad else "raise")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,9 +92,27 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="blocks, taps, head, input spec and parameter counts of a network")
     _model_args(i)
 
+    dd = sub.add_parser("data", help="what graft sees in a dataset: shapes, classes, splits, every problem")
+    _data_args(dd)
+    dd.add_argument("--model", help="also check that a surgery plan can take this network (name or file) to the data")
+    dd.add_argument("--random", action="store_true", help="with --model: a randomly initialized architecture")
+    dd.add_argument("--json", action="store_true", help="print JSON for machines")
+
+    pt = sub.add_parser("pretrain", help="train a fresh zoo/timm network on a dataset, to transfer it later")
+    pt.add_argument("arch", help="architecture: ts_fcn, ts_resnet, audio_cnn, sensor_cnn, cifar_resnet20, a timm name")
+    _data_args(pt)
+    pt.add_argument("--out", required=True, help="run folder: model.safetensors, history.jsonl, splits.json")
+    pt.add_argument("--epochs", type=int, default=20)
+    pt.add_argument("--lr", type=float, default=1e-3)
+    pt.add_argument("--batch-size", type=int, default=64)
+    pt.add_argument("--width", type=int, help="width of a zoo network (filters of its first block)")
+
     p = sub.add_parser("plan", help="what surgery would change, tensor by tensor, and why")
     _model_args(p)
-    p.add_argument("--data", help="the new dataset (.npz with x, y[, label_names], or an image folder)")
+    p.add_argument("--data", help="the new dataset (any source graft data reads)")
+    p.add_argument("--features", help="feature names of the new data (columns, sensors): a,b,c or a file")
+    p.add_argument("--label-from", dest="label_from", help="with --data: the file-name group or column of the label")
+    p.add_argument("--classes", help="with --data: keep only these classes: a,b,c")
     p.add_argument("--num-classes", type=int, help="classes of the new task")
     p.add_argument("--labels", help="class names of the new task: a,b,c or a file with one per line")
     p.add_argument("--in-chans", type=int, help="input channels of the new data")
@@ -95,6 +143,27 @@ def main(argv: list[str] | None = None) -> int:
 
             spec = describe_model(args.model, **_load_kwargs(args))
             print(spec.to_json() if args.json else spec.render(width=out.width))
+        elif args.command == "data":
+            from graft.api import describe_data
+
+            spec = describe_data(args.data, model=args.model, **_data_kwargs(args),
+                                 load_kwargs={"pretrained": False} if args.random else None)
+            print(spec.to_json() if args.json else spec.render())
+            return 1 if any(p.severity == "error" for p in spec.problems) else 0
+        elif args.command == "pretrain":
+            from graft.api import pretrain
+
+            def show(r: dict) -> None:
+                acc = f", eval accuracy {r['eval_accuracy']:.3f}" if "eval_accuracy" in r else ""
+                out.print(f"epoch {r['epoch']:>3}: loss {r['loss']:.4f}, train accuracy {r['train_accuracy']:.3f}{acc} "
+                          f"({r['seconds']:.1f} s)", highlight=False)
+
+            extra = {"width": args.width} if args.width else {}
+            backbone, history = pretrain(args.arch, args.data, args.out, epochs=args.epochs, lr=args.lr,
+                                         batch_size=args.batch_size, seed=args.seed, log=show,
+                                         data_kwargs=_data_kwargs(args), **extra)
+            out.print(f"saved {backbone.spec.weights} ({backbone.spec.num_params:,} parameters, "
+                      f"{len(backbone.spec.label_names or ())} classes)", highlight=False)
         elif args.command == "plan":
             from graft.api import plan_surgery
 
@@ -102,13 +171,18 @@ def main(argv: list[str] | None = None) -> int:
                           input_size=tuple(args.input_size) if args.input_size else None,
                           truncate_at=args.truncate_at, size_mode=args.size_mode, pad_value=args.pad_value,
                           mask_channel=args.mask_channel, keep_rows=args.keep_rows,
-                          label_map=_label_map(args.label_map))
+                          label_map=_label_map(args.label_map), feature_names=_labels(args.features))
             fields = {k: v for k, v in fields.items() if v is not None}
             asked = {"num_classes", "label_names", "in_chans", "input_size", "truncate_at"} & set(fields)
             if not args.data and not asked and args.size_mode == "auto":
                 raise GraftError("what to adapt to: --data PATH, or --num-classes/--labels/--in-chans/--input-size",
                                  "none of them", "for example: graft plan cifar_resnet20 --num-classes 15")
-            plan = plan_surgery(args.model, data=args.data, load_kwargs=_load_kwargs(args), **fields)
+            data = args.data
+            if data and (args.label_from or args.classes):
+                from graft.api import load_data
+
+                data = load_data(data, labels=args.label_from, classes=_labels(args.classes))
+            plan = plan_surgery(args.model, data=data, load_kwargs=_load_kwargs(args), **fields)
             print(plan.to_json() if args.json else plan.render(verbose=args.verbose, width=out.width))
     except GraftError as exc:
         err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, markup=True)

@@ -309,7 +309,7 @@ def _table(p: Path, opt: Options, log: ProblemLog) -> Raw:
                         (f"did you mean {hint}? " if hint else "") + "name it with label_column=")
     if opt.path_column in df.columns:  # a list of files
         base = p.parent
-        files = [str(f if Path(f).is_absolute() else base / f) for f in df[opt.path_column].astype(str)]
+        files = [str(f if Path(f).is_absolute() else base / f) for f in df[opt.path_column].fillna("").astype(str)]
         missing = [f for f in files if not _is_file(f)]
         if missing:
             log.skip_or_keep("missing_file", missing, f"{len(missing)} files named in {p.name} do not exist",
@@ -317,7 +317,7 @@ def _table(p: Path, opt: Options, log: ProblemLog) -> Raw:
         keep = [(f, lab) for f, lab in zip(files, df[label]) if _is_file(f)]
         split_col = "split" if "split" in df.columns else None
         parts: dict[str, tuple[list[str], list[str]]] = {}
-        splits = df["split"].astype(str).str.lower().tolist() if split_col else ["train"] * len(df)
+        splits = df["split"].fillna("").astype(str).str.lower().tolist() if split_col else ["train"] * len(df)
         exists = [_is_file(f) for f in files]
         for (f, lab), s in zip(keep, [s for s, e in zip(splits, exists) if e]):
             if s not in SPLITS:

@@ -48,7 +48,8 @@ def read_series_file(path: str | Path) -> tuple[list[np.ndarray] | np.ndarray, n
     except Exception as exc:  # aeon raises IOError, ValueError, IndexError... on malformed files
         raise DataError(f"a readable {p.suffix} time-series file (UCR/UEA format)", f"{p} ({type(exc).__name__}: "
                         f"{str(exc)[:200]})", "check the file; UCR .tsv files have the label in column 0") from None
-    shapes_ok = X.ndim == 3 if isinstance(X, np.ndarray) else all(s.ndim == 2 for s in X)
+    shapes_ok = (X.ndim == 3 and X.shape[1] > 0) if isinstance(X, np.ndarray) else all(
+        s.ndim == 2 and s.shape[0] > 0 for s in X)
     if not len(X) or not shapes_ok or y.ndim != 1 or len(y) != len(X):
         got = f"shape {X.shape}" if isinstance(X, np.ndarray) else f"{len(X)} series"
         raise DataError(f"a {p.suffix} time-series file with at least one labelled series (UCR/UEA format)",
