@@ -46,10 +46,12 @@ def load_model(source, **kwargs) -> Backbone:
                     f"{source}, grafted from a user-defined {src.name}",
                     "rebuild it yourself: plan = SurgeryPlan.from_dict(json.loads(meta)['plan']); "
                     "net = plan.apply(graft.load_model(MyModule())); graft.load_weights(net.module, path)")
-            base = _load_model(src.name, pretrained=False, num_classes=src.head.num_classes,
-                               in_chans=src.input.channels, input_size=src.input.size, mean=src.input.mean,
-                               std=src.input.std, label_names=list(src.label_names) if src.label_names else None,
-                               **meta.get("build", {}))
+            known = dict(pretrained=False, num_classes=src.head.num_classes, in_chans=src.input.channels,
+                         input_size=src.input.size, mean=src.input.mean, std=src.input.std,
+                         label_names=list(src.label_names) if src.label_names else None)
+            # build arguments may repeat one of these (sensor_cnn records its input_size): the spec wins
+            build = {k: v for k, v in meta.get("build", {}).items() if k not in known}
+            base = _load_model(src.name, **known, **build)
             base = Backbone(base.module, replace(base.spec, weights=src.weights))
             grafted = apply_surgery(base, plan, inplace=True)
             grafted.load_report = load_weights(grafted.module, ckpt.state_dict, strict=True)

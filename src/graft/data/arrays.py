@@ -64,10 +64,10 @@ def trailing_nan_lengths(x: np.ndarray) -> np.ndarray | None:
         return None
     last = finite.shape[1] - np.argmax(finite[:, ::-1], axis=1)
     last[~finite.any(1)] = 0
-    # only trailing NaN counts as padding: every step before ``last`` must be finite
+    # only trailing NaN counts as padding: a series with NaN before its last finite step has missing values,
+    # and is kept whole so that they are reported (the other series are still unpadded)
     inside = np.arange(finite.shape[1])[None] < last[:, None]
-    if (inside & ~finite).any():
-        return None
+    last[(inside & ~finite).any(1)] = finite.shape[1]
     return last
 
 

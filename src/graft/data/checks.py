@@ -21,6 +21,8 @@ def non_finite(x: np.ndarray, ids: Sequence[str], log: ProblemLog, allowed: np.n
     if not np.issubdtype(x.dtype, np.floating) or len(x) == 0:
         return set()
     bad_values = ~np.isfinite(x)
+    if x.dtype.itemsize > 4:  # samples are read as float32: values beyond its range become inf there
+        bad_values |= np.abs(np.where(bad_values, 0, x)) > np.finfo(np.float32).max
     if allowed is not None:
         bad_values &= ~allowed
     bad = np.flatnonzero(bad_values.reshape(len(x), -1).any(1))

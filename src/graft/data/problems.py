@@ -60,7 +60,7 @@ class ProblemLog:
             self.add(kind, "warning", f"{message}; skipped (on_error='skip')", fix, bad, skippable=True)
             self.skipped.extend(bad)
             return set(bad)
-        self.add(kind, "error", message, fix + "; or pass on_error='skip' to drop them and list them", bad,
+        self.add(kind, "error", message, fix + "; or pass on_error='skip' (graft data --skip-bad) to drop them and list them", bad,
                  skippable=True)
         return set()
 

@@ -128,8 +128,9 @@ def _npz(p: Path, opt: Options) -> Raw:
     parts = {}
     for s, (xk, yk) in pairs.items():
         y = arrays[yk]
-        integral = np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and bool(
-            np.all(np.mod(y, 1) == 0) and np.all(np.abs(y) < 2**31)))
+        with np.errstate(invalid="ignore"):  # NaN and inf: not integral
+            integral = np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and bool(
+                np.all(np.mod(y, 1) == 0) and np.all(np.abs(y) < 2**31)))
         if y.ndim != 1 or not (integral or y.dtype.kind in "US"):
             raise DataError(f"{yk} as one class per sample (shape (N,), integers or names)",
                             f"shape {y.shape}, dtype {y.dtype}", "for one-hot labels store y.argmax(1)")
@@ -338,14 +339,23 @@ def _table(p: Path, opt: Options, log: ProblemLog) -> Raw:
         raise DataError(f"a table with feature columns besides the label column {label!r}",
                         f"columns {list(map(str, df.columns))[:12]} in {p.name}",
                         f"add the features, or name the files in a {opt.path_column!r} column")
+    if not len(df):
+        raise DataError("a table with one sample per row", f"no rows in {p.name}", "check the file")
     text = [str(c) for c in cols if not pd.api.types.is_numeric_dtype(df[c])]
     if text:
         raise DataError("numeric feature columns", f"non-numeric columns {text[:8]}",
                         "encode them first (pandas.get_dummies) or leave them out with feature_columns=")
     x = df[cols].to_numpy(np.float32, na_value=np.nan)  # empty cells: NaN, reported as non_finite
     ids = [f"{p.name}:row {i + 2}" for i in range(len(df))]
-    raw = Raw(p.stem, "table", str(p), {"train": Part(df[label].tolist(), ids, x=x)},
-              feature_names=tuple(map(str, cols)), feature_axis=0)
+    labels = df[label].tolist()
+    splits = df["split"].fillna("").astype(str).str.lower().tolist() if "split" in df.columns else ["train"] * len(df)
+    odd = sorted(set(splits) - set(SPLITS))
+    if odd:
+        raise DataError(f"split values among {SPLITS}", repr(odd[0]), "fix the split column")
+    rows = {s: [i for i, r in enumerate(splits) if r == s] for s in SPLITS}
+    parts = {s: Part([labels[i] for i in index], [ids[i] for i in index], x=x[index])
+             for s, index in rows.items() if index}
+    raw = Raw(p.stem, "table", str(p), parts, feature_names=tuple(map(str, cols)), feature_axis=0)
     raw.notes.append(f"table: {len(cols)} numeric feature columns, label column {label!r}")
     return raw
 
@@ -398,8 +408,11 @@ def _torch_dataset(ds, opt: Options) -> Raw:
         for i in track(range(len(ds)), "reading the dataset", total=len(ds)):
             x, y = ds[i][:2]
             xs.append(np.asarray(x))
-            ys.append(int(y))
-    except (TypeError, ValueError) as exc:
+            label = y.item() if hasattr(y, "item") else y
+            if isinstance(label, float) and not label.is_integer():
+                raise ValueError(f"label {label!r} of item {i} is not a class index")
+            ys.append(int(label))
+    except (TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: Tensor.item() of several values
         raise DataError("a Dataset whose items are (sample, integer label)", f"{type(exc).__name__}: {exc}",
                         "return (tensor, int) from __getitem__") from None
     shapes = Counter(x.shape for x in xs)
@@ -441,7 +454,8 @@ def read_source(source, opt: Options, log: ProblemLog) -> Raw:
     suffix = p.suffix.lower()
     if suffix == ".npz":
         return _npz(p, opt)
-    if suffix in TS_SUFFIXES and (suffix != ".tsv" or split_files(p)):
+    ucr_name = p.stem.upper().endswith(("_TRAIN", "_TEST"))  # a UCR file alone, without its pair
+    if suffix in TS_SUFFIXES and (suffix != ".tsv" or ucr_name or split_files(p)):
         found = split_files(p) or {"train": p}
         return _series(found, p.stem.rsplit("_", 1)[0], str(p), opt)
     if suffix in (".csv", ".tsv", ".parquet", ".pq", ".txt"):

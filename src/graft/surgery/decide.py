@@ -282,7 +282,8 @@ def decide_input_size(backbone: Backbone, target: Target, mask_in: int = 0) -> S
         axes = [("pad" if w < s else "crop" if w > s else "keep") + f" {w}->{s}" for w, s in zip(want, src)]
         summary = (f"pad/crop inputs to {_size(src)} ({', '.join(axes)}); sentinel {target.pad_value:g}"
                    + ("; mask channel appended (1 = data, 0 = padding)" if mask else "")
-                   + (f"; the {mask_in} mask channels from feature alignment padded with 0" if mask_in else ""))
+                   + (f"; the {mask_in} mask channel{'s' if mask_in > 1 else ''} from feature alignment padded with 0"
+                      if mask_in else ""))
     elif mode == "global_pool":
         if inp.flexible_size:
             raise GraftError("size_mode='global_pool' for a network with a flatten + dense head",

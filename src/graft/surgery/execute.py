@@ -112,7 +112,7 @@ def execute(module: nn.Module, spec: BackboneSpec, steps: tuple[Step, ...], seed
     for step in steps:
         p = step.params
         if step.kind == "features":
-            align = FeatureAlign(p["axis"], p["sources"], p["extra"], p["sentinel"], p["mask"])
+            align = FeatureAlign(p["axis"], p["sources"], p["extra"], p["sentinel"], p["mask"], p.get("from"))
             if align.adapter is not None:
                 align.adapter.requires_grad_(True)
             inputs.append((align, {n: ("new", f"adapter from the {len(p['extra'])} new features, init zero", None)

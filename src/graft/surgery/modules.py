@@ -64,9 +64,10 @@ class FeatureAlign(nn.Module):
     """
 
     def __init__(self, axis: int, sources: list[int | None], extra: list[int], sentinel: float = 0.0,
-                 mask: bool = True):
+                 mask: bool = True, num_inputs: int | None = None):
         super().__init__()
         self.axis = int(axis)  # per-sample axis: 0 = channels, 1.. = spatial axes
+        self.num_inputs = num_inputs  # features of the new data along that axis
         self.sources = list(sources)
         self.extra = list(extra)
         self.sentinel = float(sentinel)
@@ -79,6 +80,13 @@ class FeatureAlign(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dim = self.axis + 1
+        if self.num_inputs is not None and (x.ndim <= dim or x.shape[dim] != self.num_inputs):
+            from graft.errors import ShapeError
+
+            got = x.shape[dim] if x.ndim > dim else "none"
+            raise ShapeError(f"{self.num_inputs} features on axis {self.axis} of each sample (the columns the plan "
+                             f"aligned)", f"{got} in an input of shape {tuple(x.shape)}",
+                             "feed the columns the plan was made for, in that order, or make a new plan")
         x = x.movedim(dim, -1)  # (..., features)
         finite = torch.isfinite(x)
         x = torch.where(finite, x, torch.full_like(x, self.sentinel))
