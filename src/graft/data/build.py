@@ -71,6 +71,14 @@ def load_data(source, *, labels: str | None = None, label_names=None, classes=No
 def _options(labels=None, label_names=None, classes=None, layout="auto", normalize="none", length=None,
              image_size=None, image_mode=None, audio=None, label_pattern=None, split_of=None, label_column="label",
              path_column="path", feature_columns=None, feature_names=None, feature_axis=None) -> Options:
+    for what, value in (("label_names", label_names), ("classes", classes), ("feature_names", feature_names)):
+        if isinstance(value, str):
+            raise DataError(f"{what} as a list of names", f"the string {value!r}", f"pass {what}=[{value!r}, ...]")
+    if label_names is not None and len(label_names) == 0:
+        raise DataError("at least one name in label_names", "an empty list", "leave label_names out to take them "
+                        "from the data")
+    if isinstance(image_size, int) and not isinstance(image_size, bool):
+        image_size = (image_size, image_size)
     return Options(labels=labels, label_names=tuple(label_names) if label_names is not None else None,
                   classes=tuple(classes) if classes is not None else None, layout=layout, normalize=normalize,
                   length=length, image_size=tuple(image_size) if image_size else None, image_mode=image_mode,
@@ -102,7 +110,8 @@ def _load(source, opt: Options, log: ProblemLog, val_fraction: float, test_fract
         if part.x is not None:
             allowed = None
             if part.mask is not None:
-                allowed = ~np.broadcast_to(part.mask.reshape(len(part.x), *([1] * (part.x.ndim - 2)), -1), part.x.shape)
+                allowed = ~np.broadcast_to(part.mask.reshape(len(part.x), *([1] * (part.x.ndim - 2)), part.mask.shape[-1]),
+                                           part.x.shape)
             drop = non_finite(part.x, part.ids, log, allowed)
             shape = part.x.shape[1:]
         index = np.array([i for i in range(len(y)) if keep[i] and i not in drop], np.int64)
