@@ -94,10 +94,11 @@ class ImageFileDataset(Dataset):
 
 
 def default_workers(dataset: Dataset) -> int:
-    """Worker processes for a loader: none for in-memory arrays (a worker only adds IPC), up to 4 for files."""
+    """Worker processes for a loader: none for in-memory arrays (a worker only adds IPC); for files, the cores
+    left after torch's own threads, up to 4 (on 2 cores that is none: measured faster, see BENCHMARKS.md)."""
     if isinstance(dataset, ArrayDataset) and dataset.transform is None:
         return 0
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+    return max(0, min(4, (os.cpu_count() or 1) - torch.get_num_threads()))
 
 
 @dataclass
@@ -135,7 +136,7 @@ class Data:
         workers = default_workers(ds) if workers is None else workers
         gen = torch.Generator().manual_seed(seed)
         return DataLoader(ds, batch_size=batch_size, shuffle=(split == "train") if shuffle is None else shuffle,
-                          num_workers=workers, persistent_workers=False, generator=gen,
+                          num_workers=workers, persistent_workers=workers > 0, generator=gen,
                           pin_memory=False)
 
     def write_splits(self, run_dir: str | Path) -> Path:
