@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from graft.errors import DataError
+from graft.data.arrays import channels_first
+from graft.data.images import IMAGE_SUFFIXES
 from graft.data.problems import Problem
 from graft.jsonable import JsonSerializable
 from graft.validation import label_names as check_label_names
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 @dataclass(frozen=True)
@@ -76,20 +77,6 @@ class DatasetSpec(JsonSerializable):
         else:
             lines.append("problems: none found")
         return "\n".join(lines)
-
-
-def channels_first(x: np.ndarray, what: str = "x") -> np.ndarray:
-    """(N, H, W) -> (N, 1, H, W); (N, H, W, C) with C in 1..4 -> (N, C, H, W); (N, C, H, W) as is."""
-    if x.ndim == 2:
-        return x[:, None, :]  # (N, L) sequences: one channel
-    if x.ndim == 3:
-        return x[:, None]
-    if x.ndim == 4:
-        if x.shape[-1] <= 4 < x.shape[1]:
-            return np.moveaxis(x, -1, 1)
-        return x
-    raise DataError(f"{what} with 2 to 4 axes: (N, L), (N, H, W), (N, H, W, C) or (N, C, H, W)",
-                    f"shape {x.shape}", "reshape the array to one of these layouts")
 
 
 def load_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
