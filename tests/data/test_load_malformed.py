@@ -823,3 +823,86 @@ def test_random_audio_folders(tmp_path_factory, files, duration):
         signal = rng.normal(size=(n, 2) if kind == "stereo" else n).astype(np.float32) * 0.1
         sf.write(path, signal * (kind != "silent"), 8000, subtype="PCM_16")
     _try_every_way(root, audio=AudioFeatures(duration=duration, n_mels=8))
+
+
+# ---------------------------------------------------------------- gaps closed after the first review
+
+@pytest.mark.parametrize("mode, pixels, expected", [
+    ("I", np.array([[0, 256, 65535, 70000]], np.int32), [0, 1, 255, 255]),   # 16-bit range, top 8 bits
+    ("F", np.array([[0.0, 0.5, 1.0, 0.25]], np.float32), [0, 128, 255, 64]),  # 0..1 floats, times 255
+    ("F", np.array([[0.0, 10.0, 300.0, -4.0]], np.float32), [0, 10, 255, 0]),  # 0..255 floats, clipped
+])
+def test_32_bit_and_float_images_keep_their_scale(tmp_path, mode, pixels, expected):
+    """PIL's convert('L') clips I and F images at 255 (a 16-bit ramp turns white); graft rescales them and warns."""
+    for cls in ("a", "b"):
+        path = tmp_path / "deep" / cls / "0.tiff"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels, mode).save(path)
+    assert Image.open(path).mode == mode
+    data = load_data(tmp_path / "deep")
+    x, _ = data.arrays()
+    np.testing.assert_allclose(x[0, 0, 0] * 255, expected, atol=0.51)
+    assert _named(_problem(data.spec, "high_bit_depth").items, sorted((tmp_path / "deep").rglob("*.tiff")))
+
+
+def test_split_folders_without_train_are_not_read_as_classes(tmp_path):
+    for split in ("val", "test"):
+        for cls in ("cat", "dog"):
+            path = tmp_path / "ds" / split / cls / "0.png"
+            path.parent.mkdir(parents=True)
+            Image.fromarray(np.full((4, 4), 7, np.uint8)).save(path)
+    with pytest.raises(DataError, match="split folders that include train/") as info:
+        load_data(tmp_path / "ds")
+    assert "['test', 'val']" in str(info.value)
+    assert load_data(tmp_path / "ds" / "val").spec.label_names == ("cat", "dog")  # one split alone still reads
+
+
+@pytest.mark.parametrize("cell", ["", "   "])
+def test_rows_without_a_label(tmp_path, cell):
+    path = tmp_path / "t.csv"
+    path.write_text(f"a,b,label\n1,2,x\n3,4,{cell}\n5,6,y\n7,8,x\n9,9,y\n")
+    spec = describe_data(path)
+    problem = _problem(spec, "missing_label")
+    assert problem.severity == "error" and problem.items == ("t.csv:row 3",)
+    with pytest.raises(DataError, match="empty label"):
+        load_data(path)
+    data = load_data(path, on_error="skip")
+    assert data.spec.label_names == ("x", "y") and data["train"].ids == ["t.csv:row 2", "t.csv:row 4", "t.csv:row 5",
+                                                                         "t.csv:row 6"]
+
+
+def test_a_file_list_with_a_missing_label(listed_images):
+    root, rows = listed_images
+    lst = root / "list.csv"
+    first = rows[0].split(",")[0]
+    lst.write_text("path,label\n" + "\n".join([f"{first},", *rows[1:]]) + "\n")
+    assert _problem(describe_data(lst), "missing_label").items == ("list.csv:row 2",)
+    data = load_data(lst, on_error="skip")
+    assert data.spec.label_names == ("a", "b") and len(data["train"]) == 3
+
+
+@pytest.mark.parametrize("option", [{"normalize": "zscore"}, {"length": 10}])
+def test_series_options_on_images_are_refused(tmp_path, option):
+    for cls in ("a", "b"):
+        path = tmp_path / "img" / cls / "0.png"
+        path.parent.mkdir(parents=True)
+        Image.fromarray(np.full((4, 4), 7, np.uint8)).save(path)
+    with pytest.raises(DataError, match="only for time series") as info:
+        load_data(tmp_path / "img", **option)
+    assert "image source" in str(info.value)
+    x = np.zeros((4, 1, 5, 5), np.float32)  # images as arrays
+    with pytest.raises(DataError, match="only for time series"):
+        load_data((x, np.array([0, 1, 0, 1])), **option)
+
+
+def test_arrays_n_c_l_are_normalized_per_series():
+    rng = np.random.default_rng(0)
+    x = rng.normal(5, 3, (6, 2, 50)).astype(np.float32)
+    data = load_data((x, np.array([0, 1] * 3)), layout="NCL", normalize="zscore")
+    got, _ = data.arrays()
+    np.testing.assert_allclose(got.mean(-1), 0, atol=1e-5)
+    np.testing.assert_allclose(got.std(-1), 1, atol=1e-3)
+    with pytest.raises(DataError, match="length= only"):
+        load_data((x, np.array([0, 1] * 3)), layout="NCL", length=20)
+    with pytest.raises(DataError, match="image source"):  # (N, H, W) read as grey images by layout auto
+        load_data((x, np.array([0, 1] * 3)), normalize="zscore")

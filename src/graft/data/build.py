@@ -93,6 +93,12 @@ def _load(source, opt: Options, log: ProblemLog, val_fraction: float, test_fract
           name: str | None, strict: bool) -> Data:
     raw = read_source(source, opt, log)
     raw.name = name or raw.name
+    ignored = [f"{k}={v!r}" for k, v in (("normalize", opt.normalize), ("length", opt.length))
+               if k not in raw.applied and v not in (None, "none")]
+    if ignored:
+        raise DataError("normalize= only for time series (UCR/UEA files, aeon:NAME, arrays (N, C, L)); length= only "
+                        "for series files", f"{', '.join(ignored)} for a {raw.modality} source ({raw.source})",
+                        "leave them out: images and tables are normalized by the model's preprocessing")
     names = _label_names(raw, opt)
     index_of = {n: i for i, n in enumerate(names)}
 

@@ -56,6 +56,20 @@ class ArrayDataset(Dataset):
         return ArrayDataset(self.x, self.y, self.ids, transform)
 
 
+def high_depth_to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
+    """16/32-bit integer or float grey pixels to 8 bits, keeping their scale (not clipping at 255).
+
+    Integer modes ("I;16*", "I") are read as 16-bit (0..65535, the depth of 16-bit PNG and TIFF) and keep
+    their top 8 bits; float ("F") is read as 0..1 when every value lies there, else as 0..255.
+    """
+    a = np.asarray(a)
+    if mode == "F":
+        a = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        scale = 255.0 if a.size and a.min() >= 0 and a.max() <= 1 else 1.0
+        return np.clip(np.rint(a * scale), 0, 255).astype(np.uint8)
+    return (np.clip(a.astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
+
+
 class ImageFileDataset(Dataset):
     """Image files decoded on access with PIL, converted to ``mode`` and (optionally) resized to ``size``."""
 
@@ -72,8 +86,8 @@ class ImageFileDataset(Dataset):
         from PIL import Image
 
         with Image.open(self.paths[i]) as im:
-            if im.mode.startswith("I;16"):  # 16-bit grey: PIL's convert clips at 255; keep the top 8 bits instead
-                im = Image.fromarray((np.asarray(im) >> 8).astype(np.uint8), "L")
+            if im.mode.startswith("I") or im.mode == "F":  # PIL's convert would clip these at 255
+                im = Image.fromarray(high_depth_to_uint8(np.asarray(im), im.mode), "L")
             im = im.convert(self.mode)
             if self.size is not None and im.size != (self.size[1], self.size[0]):
                 im = im.resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)

@@ -69,6 +69,11 @@ def scan_images(paths: Sequence[str], log: ProblemLog, image_size: tuple[int, in
     if len(modes) > 1:
         log.add("mixed_modes", "warning", f"images come in {len(modes)} modes ({dict(modes)}); all are read as {mode}",
                 "pass image_mode= to choose another", [p for p, _, m, _ in good if m != modes.most_common(1)[0][0]])
+    deep = [p for p, _, m, _ in good if m.startswith("I") or m == "F"]
+    if deep:
+        log.add("high_bit_depth", "warning", f"{len(deep)} images have more than 8 bits per pixel (16-bit or float); "
+                "they are read as 8-bit grey: 16-bit integers keep their top 8 bits, floats in 0..1 are scaled by 255",
+                "convert them yourself (e.g. to float arrays in an .npz) to keep every bit", deep)
     size = tuple(image_size) if image_size else (sizes.most_common(1)[0][0] if sizes else (0, 0))
     if len(sizes) > 1:
         odd = [f"{p} ({s[0]}x{s[1]})" for p, s, _, _ in good if s != size]

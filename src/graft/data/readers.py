@@ -53,6 +53,7 @@ class Raw:
     notes: list[str] = field(default_factory=list)
     image_mode: str = "RGB"
     image_size: tuple[int, int] | None = None
+    applied: set[str] = field(default_factory=set)  # series options this reader honoured: normalize, length
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,12 @@ def _from_arrays(x, y, name: str, source: str, opt: Options, split: str = "train
     x = channels_first(x, layout)
     modality = "table" if layout == "NF" else ("image" if x.ndim == 4 else "array")
     ids = [f"{split}[{i}]" for i in range(len(x))]
-    return Raw(name, modality, source, {split: Part(list(y), ids, x=x)})
+    raw = Raw(name, modality, source, {split: Part(list(y), ids, x=x)})
+    if x.ndim == 3 and opt.normalize != "none":  # (N, C, L): series
+        raw.parts[split].x = normalize_series(x.astype(np.float32, copy=False), opt.normalize)
+        raw.applied.add("normalize")
+        raw.notes.append(f"series normalization: {opt.normalize}")
+    return raw
 
 
 def _npz(p: Path, opt: Options) -> Raw:
@@ -184,6 +190,10 @@ def _file_parts(root: Path, opt: Options) -> tuple[dict[str, tuple[list[str], li
     subs = {d.name.lower(): d for d in _class_folders(root)}
     if "train" in subs and set(subs) <= set(SPLITS):
         return {s: _files_in_classes(subs[s]) for s in SPLITS if s in subs}, "class folders per split"
+    if subs and set(subs) <= set(SPLITS) and len(subs) > 1:
+        raise DataError("split folders that include train/ (root/train/CLASS/file, optionally val/ and test/)",
+                        f"{root} with only {sorted(subs)}",
+                        "add the train/ folder, or point graft at one split folder to read it alone")
     if subs and not opt.label_pattern:
         return {"train": _files_in_classes(root)}, "class folders"
     files = sorted(str(f) for f in root.iterdir() if f.is_file() and not f.name.startswith("."))
@@ -308,6 +318,13 @@ def _table(p: Path, opt: Options, log: ProblemLog) -> Raw:
         hint = suggest(label, map(str, df.columns))
         raise DataError(f"a label column {label!r}", f"columns {list(map(str, df.columns))[:12]}",
                         (f"did you mean {hint}? " if hint else "") + "name it with label_column=")
+    row_numbers = np.arange(len(df)) + 2  # as a spreadsheet shows them: 1-based, after the header
+    missing_label = (df[label].isna() | (df[label].astype(str).str.strip() == "")).to_numpy()
+    if missing_label.any():
+        rows = [f"{p.name}:row {r}" for r in row_numbers[missing_label]]
+        if log.skip_or_keep("missing_label", rows, f"{len(rows)} rows have an empty label (would become a class "
+                            "named 'nan')", f"fill in the {label!r} column or delete those rows"):
+            df, row_numbers = df[~missing_label].reset_index(drop=True), row_numbers[~missing_label]
     if opt.path_column in df.columns:  # a list of files
         base = p.parent
         files = [str(f if Path(f).is_absolute() else base / f) for f in df[opt.path_column].fillna("").astype(str)]
@@ -346,7 +363,7 @@ def _table(p: Path, opt: Options, log: ProblemLog) -> Raw:
         raise DataError("numeric feature columns", f"non-numeric columns {text[:8]}",
                         "encode them first (pandas.get_dummies) or leave them out with feature_columns=")
     x = df[cols].to_numpy(np.float32, na_value=np.nan)  # empty cells: NaN, reported as non_finite
-    ids = [f"{p.name}:row {i + 2}" for i in range(len(df))]
+    ids = [f"{p.name}:row {r}" for r in row_numbers]
     labels = df[label].tolist()
     splits = df["split"].fillna("").astype(str).str.lower().tolist() if "split" in df.columns else ["train"] * len(df)
     odd = sorted(set(splits) - set(SPLITS))
@@ -395,6 +412,7 @@ def _series(files: dict[str, Path], name: str, source: str, opt: Options) -> Raw
     lo, hi = min(all_lengths), max(all_lengths)
     if lo != hi:
         raw.lengths = (int(lo), int(hi))
+    raw.applied.update({"normalize", "length"})
     raw.notes.append(f"series normalization: {opt.normalize}" + ("" if lo == hi else
                      f"; unequal lengths padded at the end with 0 to {longest} (mask kept)"))
     return raw
