@@ -70,7 +70,7 @@ def _spec_of(data) -> DatasetSpec:
         return data
     if isinstance(data, Data):
         return data.spec
-    return describe_dataset(data) if str(data).endswith(".npz") else load_data(data).spec
+    return load_data(data).spec
 
 
 def target_from_data(data: Data | DatasetSpec | str | Path, **overrides) -> Target:

@@ -906,3 +906,13 @@ def test_arrays_n_c_l_are_normalized_per_series():
         load_data((x, np.array([0, 1] * 3)), layout="NCL", length=20)
     with pytest.raises(DataError, match="image source"):  # (N, H, W) read as grey images by layout auto
         load_data((x, np.array([0, 1] * 3)), normalize="zscore")
+
+
+def test_an_archive_keeps_the_order_of_its_label_names(tmp_path):
+    """label_names stored with integer labels give the class indices: they must not be re-sorted."""
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((6, 4, 4), np.float32), y=np.array([0, 1, 2, 0, 1, 2]),
+             label_names=np.array(["dog", "lizard", "cat"]))
+    data = load_data(path)
+    assert data.spec.label_names == ("dog", "lizard", "cat")
+    assert data.arrays()[1].tolist() == [0, 1, 2, 0, 1, 2]

@@ -21,6 +21,8 @@ def _label_names(raw: Raw, opt: Options) -> tuple[str, ...]:
         names = check_label_names(tuple(opt.label_names), "label_names")
         if any(np.issubdtype(np.asarray(p.labels).dtype, np.integer) for p in raw.parts.values() if p.labels):
             _with_names(raw, names)
+    elif raw.label_order is not None:  # names stored with integer labels (an archive's label_names): index order
+        names = raw.label_order
     else:
         names = tuple(_natural(lab for p in raw.parts.values() for lab in p.labels))
     if opt.classes is not None:

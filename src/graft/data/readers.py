@@ -54,6 +54,7 @@ class Raw:
     image_mode: str = "RGB"
     image_size: tuple[int, int] | None = None
     applied: set[str] = field(default_factory=set)  # series options this reader honoured: normalize, length
+    label_order: tuple[str, ...] | None = None  # class names in index order, when the source stores them
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,7 @@ def _with_names(raw: Raw, names: Sequence[str]) -> Raw:
                                 f"{s} labels from {int(lab.min())} to {int(lab.max())}",
                                 "add the missing names to label_names, or fix the labels")
             part.labels = [names[i] for i in lab]
+    raw.label_order = names
     raw.notes.append("class names: " + ", ".join(names[:10]) + (" ..." if len(names) > 10 else ""))
     return raw
 
