@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 from graft.api import (  # noqa: E402
     describe_data,
     describe_model,
+    extract_features,
     load_data,
     load_model,
     plan_surgery,
@@ -25,10 +26,11 @@ from graft.api import (  # noqa: E402
 )
 from graft.data import AudioFeatures, Data, DatasetSpec, describe_dataset, windows  # noqa: E402
 from graft.errors import GraftError  # noqa: E402
+from graft.features import FeatureSet  # noqa: E402
 from graft.models import Backbone, BackboneSpec, LoadReport, load_weights, read_checkpoint  # noqa: E402
 from graft.surgery import SurgeryPlan, Target, apply_surgery  # noqa: E402
 
-__all__ = ["AudioFeatures", "Backbone", "BackboneSpec", "Data", "DatasetSpec", "GraftError", "LoadReport",
+__all__ = ["AudioFeatures", "Backbone", "BackboneSpec", "Data", "DatasetSpec", "FeatureSet", "GraftError", "LoadReport",
            "SurgeryPlan", "Target", "__version__", "apply_surgery", "describe_data", "describe_dataset",
-           "describe_model", "load_data", "load_model", "load_weights", "plan_surgery", "preprocessing", "pretrain",
+           "describe_model", "extract_features", "load_data", "load_model", "load_weights", "plan_surgery", "preprocessing", "pretrain",
            "read_checkpoint", "save_model", "target_from_data", "windows"]

@@ -13,19 +13,21 @@ from pathlib import Path
 
 from torch import nn
 
-from graft.data import Data, DatasetSpec, describe_dataset, load_data
+from graft.data import Data, DatasetSpec, load_data
 from graft.data import describe_data as _describe_data
 from graft.data.problems import Problem
 from graft.data.transforms import Preprocess
 from graft.errors import CheckpointError, GraftError
+from graft.features import FeatureSet
+from graft.features import extract_features as _extract_features
 from graft.models import Backbone, BackboneSpec, load_weights, read_checkpoint
 from graft.models import load_model as _load_model
 from graft.models.checkpoint import graft_metadata
 from graft.surgery import SurgeryPlan, Target, apply_surgery
 from graft.surgery import plan_surgery as _plan_surgery
 
-__all__ = ["describe_data", "describe_model", "load_data", "load_model", "plan_surgery", "preprocessing", "pretrain",
-           "save_model", "target_from_data"]
+__all__ = ["describe_data", "describe_model", "extract_features", "load_data", "load_model", "plan_surgery",
+           "preprocessing", "pretrain", "save_model", "target_from_data"]
 
 
 def load_model(source, **kwargs) -> Backbone:
@@ -111,6 +113,19 @@ def describe_data(source, *, model=None, load_kwargs: dict | None = None, **opti
                           exc.fix or "see graft plan", (str(model),))
         spec = replace(spec, problems=(*spec.problems, problem))
     return spec
+
+
+def extract_features(model, data, *, split: str = "train", layers=None, load_kwargs: dict | None = None,
+                     data_kwargs: dict | None = None, **options) -> FeatureSet:
+    """Pooled features of ``data[split]`` at several layers of ``model`` (every block by default), from one
+    pass, cached on disk; see :func:`graft.features.extract_features` for the options.
+
+    ``model`` is a Backbone or anything :func:`load_model` takes (with ``load_kwargs``); ``data`` a
+    :class:`Data` or anything :func:`load_data` takes (with ``data_kwargs``).
+    """
+    backbone = model if isinstance(model, Backbone) else load_model(model, **(load_kwargs or {}))
+    data = data if isinstance(data, Data) else load_data(data, **(data_kwargs or {}))
+    return _extract_features(backbone, data, split=split, layers=layers, **options)
 
 
 def preprocessing(backbone: Backbone, *, resize: bool = False) -> Preprocess:

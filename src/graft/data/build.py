@@ -164,7 +164,7 @@ def _load(source, opt: Options, log: ProblemLog, val_fraction: float, test_fract
                        tuple(counts.get(i, 0) for i in range(len(names))), raw.source,
                        tuple((s, len(datasets[s])) for s in order), raw.feature_names, raw.feature_axis,
                        raw.lengths, tuple(notes), tuple(log.problems), tuple(log.skipped))
-    return Data(spec, {s: datasets[s] for s in order}, record)
+    return Data(spec, {s: datasets[s] for s in order}, record, {s: fingerprints.get(s) or [] for s in order})
 
 
 def describe_data(source, *, on_error: str = "raise", val_fraction: float = 0.0, test_fraction: float = 0.0,

@@ -122,6 +122,34 @@ class Data:
     spec: DatasetSpec
     splits: dict[str, Dataset]
     split_record: dict = field(default_factory=dict)  # how the splits were made: seed, fractions, sample ids
+    sample_fingerprints: dict[str, list[str]] = field(default_factory=dict, repr=False)  # per split, per sample
+
+    def fingerprint(self, split: str = "train") -> str:
+        """A digest of everything in ``split`` that reaches a model: the samples' bytes (or, for image files,
+        their content fingerprints and how they are decoded), the labels, and the class names. Feature caches
+        are keyed by it."""
+        import hashlib
+
+        ds = self[split]
+        h = hashlib.blake2b(digest_size=16)
+        h.update(json.dumps([type(ds).__name__, list(self.spec.label_names), list(self.spec.input_shape)]).encode())
+        fps = self.sample_fingerprints.get(split)
+        if isinstance(ds, ImageFileDataset):
+            h.update(json.dumps([ds.mode, list(ds.size) if ds.size else None]).encode())
+        if fps and len(fps) == len(ds):
+            h.update("\n".join(fps).encode())
+        elif isinstance(ds, ArrayDataset):
+            x = np.ascontiguousarray(ds.x)
+            h.update(str((x.dtype.str, x.shape)).encode())
+            h.update(memoryview(x.reshape(-1).view(np.uint8)))
+        elif isinstance(ds, ImageFileDataset):  # no content fingerprints: path, size and modification time
+            for path in ds.paths:
+                st = os.stat(path)
+                h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        else:
+            h.update("\n".join(map(str, getattr(ds, "ids", range(len(ds))))).encode())
+        h.update(np.ascontiguousarray(np.asarray(ds.y, np.int64)).tobytes())
+        return h.hexdigest()
 
     def __getitem__(self, split: str) -> Dataset:
         if split not in self.splits:

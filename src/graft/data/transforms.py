@@ -55,6 +55,22 @@ class Preprocess(nn.Module):
             x = (x - self.mean.reshape(shape)) / self.std.reshape(shape)
         return x
 
+    def batch(self, x: torch.Tensor) -> torch.Tensor:
+        """The same on a batch (N, C, ...): one interpolation and one normalization for all samples."""
+        if self.size is not None and tuple(x.shape[2:]) != self.size:
+            mode = {1: "linear", 2: "bilinear"}.get(len(self.size))
+            if mode is None:
+                raise DataError("a 1-D or 2-D input size to resize to", f"{self.size}", "drop size=")
+            x = F.interpolate(x, size=self.size, mode=mode, align_corners=False)
+        if self.mean is not None:
+            c = x.shape[1]
+            if len(self.mean) not in (1, c):
+                raise DataError(f"normalization for {c} channels", f"{len(self.mean)} means",
+                                "adapt the channels first (graft plan) or pass matching mean/std")
+            shape = (1, -1) + (1,) * (x.ndim - 2)
+            x = (x - self.mean.reshape(shape)) / self.std.reshape(shape)
+        return x
+
     def extra_repr(self) -> str:
         m = None if self.mean is None else [round(v, 4) for v in self.mean.tolist()]
         s = None if self.std is None else [round(v, 4) for v in self.std.tolist()]

@@ -1,0 +1,354 @@
+"""One pass of a network over a dataset, tapping several layers at once; pooled features cached on disk.
+
+``extract_features`` registers a forward hook on each tapped module (every block by default) that pools
+its output to one vector per sample, and a pre-hook on every BatchNorm layer that accumulates the mean and
+variance of that layer's input over the dataset (to compare with the running statistics the BN stored from
+the source data). The network runs once per batch under ``torch.inference_mode`` in eval mode; the pooled
+features are written batch by batch into memory-mapped ``.npy`` files, so memory stays bounded by one batch
+whatever the dataset's size. The network's own output (the source head's logits) is kept too, for LEEP/NCE.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from graft.data import Data
+from graft.data.transforms import Preprocess, is_cacheable
+from graft.errors import GraftError
+from graft.features.cache import (EntryWriter, cache_key, default_root, read_entry, remove_entry,
+                                  weights_digest)
+from graft.jsonable import JsonSerializable
+from graft.models import Backbone
+from graft.progress import track
+
+POOLS = ("avg", "max", "avgmax", "token")
+
+
+@dataclass(frozen=True)
+class FeatureSet(JsonSerializable):
+    """Pooled features of one split at several layers, on disk; arrays are memory-mapped when read.
+
+    ``layers[i]`` has ``dims[i]`` features per sample (``features(layer)`` is (num_samples, dims[i])).
+    ``batchnorms`` name the BN layers whose input statistics were gathered, ``batchnorm_blocks`` the block
+    each belongs to (the block running when it ran, else the last block that ran before it).
+    """
+
+    directory: str
+    key: str
+    model: str
+    split: str
+    layers: tuple[str, ...]
+    dims: tuple[int, ...]
+    num_samples: int
+    pool: str
+    label_names: tuple[str, ...]
+    has_logits: bool
+    batchnorms: tuple[str, ...] = ()
+    batchnorm_blocks: tuple[str, ...] = ()
+    cached: bool = True  # False: a temporary folder, removed when the process exits
+    from_cache: bool = False  # this call read an existing entry
+    seconds: float = 0.0  # time this call took (extraction, or reading and checking the cache)
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def _path(self, name: str) -> Path:
+        return Path(self.directory) / f"{name}.npy"
+
+    def layer_index(self, layer: str | int) -> int:
+        if isinstance(layer, int) and not isinstance(layer, bool):
+            if -len(self.layers) <= layer < len(self.layers):
+                return layer % len(self.layers)
+        elif layer in self.layers:
+            return self.layers.index(layer)
+        raise GraftError("a layer of this feature set (name or index)", repr(layer),
+                         f"layers are: {', '.join(self.layers)}")
+
+    def features(self, layer: str | int) -> np.ndarray:
+        """(num_samples, dim) float32, memory-mapped read-only."""
+        return np.load(self._path(f"layer_{self.layer_index(layer):03d}"), mmap_mode="r")
+
+    def labels(self) -> np.ndarray:
+        return np.load(self._path("labels"))
+
+    def logits(self) -> np.ndarray | None:
+        """The network's own outputs (its source head), (num_samples, source classes), or None."""
+        return np.load(self._path("logits"), mmap_mode="r") if self.has_logits else None
+
+    def batchnorm_statistics(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per BN layer: the source's ``running_mean``/``running_var`` and the target's input ``mean``/``var``."""
+        if not self.batchnorms:
+            return {}
+        arrays = np.load(Path(self.directory) / "batchnorm.npz", allow_pickle=False)
+        return {name: {k: arrays[k][i, :arrays["channels"][i]] for k in ("source_mean", "source_var",
+                                                                          "target_mean", "target_var")}
+                | {"block": self.batchnorm_blocks[i]}
+                for i, name in enumerate(self.batchnorms)}
+
+
+def _resolve_layers(backbone: Backbone, layers) -> list[str]:
+    spec = backbone.spec
+    taps = list(spec.taps) or [b.name for b in spec.blocks]
+    if layers is None or layers == "all":
+        chosen = taps
+    elif layers == "last":
+        chosen = taps[-1:]
+    else:
+        if isinstance(layers, (str, int)):
+            layers = [layers]
+        layers = list(layers)
+        if not layers:
+            raise GraftError("at least one layer to tap", "an empty list", "leave layers= out to tap every block")
+        chosen = []
+        modules = dict(backbone.module.named_modules())
+        for layer in layers:
+            if isinstance(layer, str) and layer in modules and layer:
+                chosen.append(layer)
+            else:
+                chosen.append(spec.blocks[spec.block_index(layer)].name)
+    if len(set(chosen)) != len(chosen):
+        raise GraftError("each layer once", f"{chosen}", "remove the repeated layers")
+    return chosen
+
+
+def _pool(out, pool: str, spatial_dims: int) -> torch.Tensor:
+    """One vector per sample from a layer's output (N, C, *spatial), (N, tokens, D) or (N, D)."""
+    if isinstance(out, (tuple, list)):
+        out = next((o for o in out if isinstance(o, torch.Tensor)), None)
+    if not isinstance(out, torch.Tensor):
+        raise GraftError("a layer whose output is a tensor", type(out).__name__, "tap another layer")
+    if out.ndim == 2:
+        return out
+    if out.ndim == 3 and spatial_dims != 1:  # tokens (N, T, D): transformers
+        if pool == "token":
+            return out[:, 0]
+        dims = (1,)
+    else:  # channels first: (N, C, L) or (N, C, H, W)
+        dims = tuple(range(2, out.ndim))
+    if pool == "avg" or (pool == "token" and out.ndim != 3):
+        return out.mean(dims)
+    if pool == "max":
+        return out.amax(dims)
+    return torch.cat([out.mean(dims), out.amax(dims)], 1)  # avgmax
+
+
+class _Taps:
+    """Hooks that pool tapped outputs and accumulate BN input statistics for one batch at a time."""
+
+    def __init__(self, module: nn.Module, layers: list[str], pool: str, spatial_dims: int, batchnorm: bool,
+                 blocks: list[str]):
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.calls: dict[str, int] = {}
+        self.handles = []
+        modules = dict(module.named_modules())
+        for name in layers:
+            self.handles.append(modules[name].register_forward_hook(self._tap(name, pool, spatial_dims)))
+        self.bn_names = [n for n, m in modules.items() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                         and m.track_running_stats and m.running_mean is not None] if batchnorm else []
+        self.bn_stats = {n: None for n in self.bn_names}  # n -> (count, mean (C,), M2 (C,)) in float64
+        self.bn_block: dict[str, str] = {}
+        self.running: list[str] = []
+        self.last_block = ""
+        for name in blocks:  # which block each BN runs in (registered first: a BN may be a block itself)
+            if name in modules:
+                self.handles.append(modules[name].register_forward_pre_hook(self._enter(name)))
+                self.handles.append(modules[name].register_forward_hook(self._leave(name)))
+        for name in self.bn_names:
+            self.handles.append(modules[name].register_forward_pre_hook(self._bn(name)))
+
+    def _tap(self, name, pool, spatial_dims):
+        def hook(_module, _inputs, out):
+            self.calls[name] = self.calls.get(name, 0) + 1
+            self.outputs[name] = _pool(out, pool, spatial_dims).float()
+        return hook
+
+    def _enter(self, name):
+        def hook(_module, _inputs):
+            self.running.append(name)
+        return hook
+
+    def _leave(self, name):
+        def hook(_module, _inputs, _out):
+            if self.running and self.running[-1] == name:
+                self.running.pop()
+            self.last_block = name
+        return hook
+
+    def _bn(self, name):
+        def hook(_module, inputs):
+            x = inputs[0]
+            if name not in self.bn_block:
+                self.bn_block[name] = self.running[-1] if self.running else self.last_block
+            c = x.shape[1]
+            flat = x.detach().transpose(0, 1).reshape(c, -1)
+            var, mean = torch.var_mean(flat.float(), dim=1, correction=0)
+            n = flat.shape[1]
+            prev = self.bn_stats[name]
+            mean, m2 = mean.double(), var.double() * n
+            if prev is None:
+                self.bn_stats[name] = (n, mean, m2)
+            else:  # Chan et al.'s parallel update of the mean and the sum of squared deviations
+                n0, mean0, m20 = prev
+                delta = mean - mean0
+                total = n0 + n
+                self.bn_stats[name] = (total, mean0 + delta * (n / total), m20 + m2 + delta**2 * (n0 * n / total))
+        return hook
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _material(backbone: Backbone, data: Data, split: str, layers: list[str], pool: str, prep: Preprocess,
+              transform, batchnorm: bool) -> dict:
+    return {"weights": weights_digest(backbone.module), "model": backbone.spec.name, "layers": layers, "pool": pool,
+            "preprocess": repr(prep), "transform": repr(transform), "data": data.fingerprint(split), "split": split,
+            "batchnorm": batchnorm, "dtype": "float32"}
+
+
+def _feature_set(meta: dict, directory: Path, **extra) -> FeatureSet:
+    fields = {k: meta[k] for k in ("model", "split", "pool")}
+    return FeatureSet(directory=str(directory), key=Path(directory).name, layers=tuple(meta["layers"]), dims=tuple(meta["dims"]),
+                      num_samples=meta["num_samples"], label_names=tuple(meta["label_names"]),
+                      has_logits=meta["has_logits"], batchnorms=tuple(meta["batchnorms"]),
+                      batchnorm_blocks=tuple(meta["batchnorm_blocks"]), **fields, **extra)
+
+
+def extract_features(backbone: Backbone, data: Data, *, split: str = "train", layers=None, pool: str = "avg",
+                     batch_size: int = 64, input_size: tuple[int, ...] | None = None, normalize: bool = True,
+                     transform=None, batchnorm: bool = True, cache: bool = True,
+                     cache_dir: str | Path | None = None, device: str | torch.device = "cpu",
+                     workers: int | None = None, progress: bool = True) -> FeatureSet:
+    """Run ``backbone`` once over ``data[split]`` and keep pooled features of several layers.
+
+    Parameters
+    ----------
+    layers: ``None``/``"all"`` (every block), ``"last"``, or block names/indices (or any module path).
+    pool: ``avg`` (global average over positions), ``max``, ``avgmax`` (both, concatenated), or ``token``
+        (the first token of a transformer's (N, T, D) output; average elsewhere).
+    input_size: resize every batch to this size first (bilinear/linear), e.g. (224, 224); default as is.
+    normalize: apply the network's stored mean/std (timm's pretrained_cfg, the zoo entry, graft's checkpoint).
+    transform: an extra per-sample transform; a random one (augmentation) disables the cache (said in notes).
+    batchnorm: also gather the mean and variance of every BatchNorm layer's input (for similarity).
+    cache: read and write the disk cache (``cache_dir``, default :func:`graft.features.cache.default_root`);
+        ``False`` writes to a temporary folder removed at exit.
+
+    The cache key covers the weights (a digest of every tensor), the layers, the pooling, the preprocessing and
+    transform, the data (:meth:`Data.fingerprint`), graft's version and the entry format; an entry that fails
+    its check (a changed or truncated file) is recomputed, and the reason is in ``notes``.
+    """
+    if pool not in POOLS:
+        raise GraftError(f"pool among {POOLS}", repr(pool), "avg is the usual choice")
+    if not isinstance(backbone, Backbone):
+        raise GraftError("a graft Backbone (graft.load_model(...))", type(backbone).__name__, "load it with graft.load_model")
+    if not isinstance(data, Data):
+        raise GraftError("a graft Data (graft.load_data(...))", type(data).__name__, "load it with graft.load_data")
+    if batch_size < 1:
+        raise GraftError("batch_size >= 1", repr(batch_size), "for example batch_size=64")
+    ds = data[split]
+    if len(ds) == 0:
+        raise GraftError("a split with samples", f"{split!r} is empty", "pick another split")
+    chosen = _resolve_layers(backbone, layers)
+    inp = backbone.spec.input
+    prep = Preprocess(inp.mean if normalize else None, inp.std if normalize else None, input_size)
+    notes: list[str] = []
+    use_cache = cache and is_cacheable(transform)
+    if cache and not use_cache:
+        notes.append(f"not cached: the transform {transform!r} is random (augmentation), so its features differ "
+                     "on every pass")
+    start = time.perf_counter()
+    material = _material(backbone, data, split, chosen, pool, prep, transform, batchnorm)
+    key = cache_key(material)
+    root = Path(cache_dir) if cache_dir is not None else default_root()
+    if use_cache:
+        meta, why = read_entry(root, key)
+        if meta is not None:
+            return _feature_set(meta, root / key, from_cache=True, seconds=time.perf_counter() - start,
+                                notes=tuple(notes))
+        if why:
+            notes.append(f"cache entry {key[:12]} was not used and was recomputed: {why}")
+            remove_entry(root, key)
+    else:
+        root = Path(tempfile.mkdtemp(prefix="graft-features-"))
+        atexit.register(shutil.rmtree, root, True)
+
+    module = backbone.module
+    was_training = module.training
+    module.eval()
+    device = torch.device(device)
+    blocks = [b.name for b in backbone.spec.blocks]
+    taps = _Taps(module, chosen, pool, inp.spatial_dims, batchnorm, blocks)
+    loader = data.loader(split, batch_size, shuffle=False, workers=workers, transform=transform)
+    n = len(ds)
+    arrays: dict[str, np.memmap] = {}
+    logits_ok = True
+    try:
+        with EntryWriter(root, key) as writer, torch.inference_mode():
+            row = 0
+            batches = track(loader, f"features of {split} ({len(chosen)} layers)", total=len(loader),
+                            min_items=5) if progress else loader
+            for x, _ in batches:
+                taps.outputs.clear()
+                taps.calls.clear()
+                out = module(prep.batch(x.to(device)))
+                twice = [k for k, v in taps.calls.items() if v > 1]
+                if twice:
+                    raise GraftError("tapped layers that run once per forward pass", f"{twice} ran more than once",
+                                     "tap the enclosing block instead")
+                missing = [k for k in chosen if k not in taps.outputs]
+                if missing:
+                    raise GraftError("tapped layers that run in the forward pass", f"{missing} did not run",
+                                     "tap layers the network uses")
+                if not arrays:
+                    for i, name in enumerate(chosen):
+                        arrays[name] = writer.array(f"layer_{i:03d}", (n, taps.outputs[name].shape[1]))
+                    logits_ok = isinstance(out, torch.Tensor) and out.ndim == 2
+                    if logits_ok:
+                        arrays[""] = writer.array("logits", (n, out.shape[1]))
+                m = len(x)
+                for name in chosen:
+                    arrays[name][row:row + m] = taps.outputs[name].cpu().numpy()
+                if logits_ok:
+                    arrays[""][row:row + m] = out.float().cpu().numpy()
+                row += m
+            for a in arrays.values():
+                a.flush()
+            arrays.clear()
+            writer.save("labels", np.asarray(ds.y, np.int64))
+            bn_names = [b for b in taps.bn_names if taps.bn_stats[b] is not None]
+            if bn_names:
+                width = max(int(taps.bn_stats[b][1].numel()) for b in bn_names)
+                table = {k: np.full((len(bn_names), width), np.nan) for k in
+                         ("source_mean", "source_var", "target_mean", "target_var")}
+                mods = dict(module.named_modules())
+                channels = np.zeros(len(bn_names), np.int64)
+                for i, b in enumerate(bn_names):
+                    count, mean, m2 = taps.bn_stats[b]
+                    c = mean.numel()
+                    channels[i] = c
+                    table["target_mean"][i, :c] = mean.cpu().numpy()
+                    table["target_var"][i, :c] = (m2 / max(count, 1)).cpu().numpy()
+                    table["source_mean"][i, :c] = mods[b].running_mean.detach().double().cpu().numpy()
+                    table["source_var"][i, :c] = mods[b].running_var.detach().double().cpu().numpy()
+                np.savez(writer.tmp / "batchnorm.npz", channels=channels, **table)
+            meta = {**material, "dims": _dims(writer.tmp, len(chosen)),
+                    "num_samples": n, "label_names": list(data.spec.label_names), "has_logits": logits_ok,
+                    "batchnorms": bn_names, "batchnorm_blocks": [taps.bn_block.get(b, "") for b in bn_names]}
+            final = writer.commit(meta)
+    finally:
+        taps.close()
+        module.train(was_training)
+    if not use_cache:
+        notes.append("not cached (cache=False): the arrays live in a temporary folder until the process exits")
+    return _feature_set(meta, final, cached=use_cache, seconds=time.perf_counter() - start, notes=tuple(notes))
+
+
+def _dims(folder: Path, count: int) -> list[int]:
+    return [int(np.load(folder / f"layer_{i:03d}.npy", mmap_mode="r").shape[1]) for i in range(count)]
