@@ -186,12 +186,21 @@ class _Taps:
             x = inputs[0]
             if name not in self.bn_block:
                 self.bn_block[name] = self.running[-1] if self.running else self.last_block
-            c = x.shape[1]
-            flat = x.detach().transpose(0, 1).reshape(c, -1)
-            var, mean = torch.var_mean(flat.float(), dim=1, correction=0)
-            n = flat.shape[1]
+            x = x.detach()
+            # per sample and channel over positions: fast contiguous reductions, no temporary as big as x
+            # (a var_mean over (0, 2, 3) runs 20x slower on CPU, and x * x allocates a copy)
+            dims = tuple(range(2, x.ndim))
+            positions = int(np.prod(x.shape[2:])) if dims else 1
+            if dims:
+                mean_nc = x.mean(dims).double()
+                sumsq_nc = torch.linalg.vector_norm(x, dim=dims).double() ** 2
+            else:
+                mean_nc, sumsq_nc = x.double(), x.double() ** 2
+            m2_nc = (sumsq_nc - positions * mean_nc**2).clamp_min(0)
+            n = x.shape[0] * positions
+            mean = mean_nc.mean(0)
+            m2 = m2_nc.sum(0) + positions * ((mean_nc - mean) ** 2).sum(0)
             prev = self.bn_stats[name]
-            mean, m2 = mean.double(), var.double() * n
             if prev is None:
                 self.bn_stats[name] = (n, mean, m2)
             else:  # Chan et al.'s parallel update of the mean and the sum of squared deviations
