@@ -21,6 +21,7 @@ from graft.api import (  # noqa: E402
     plan_surgery,
     preprocessing,
     pretrain,
+    probe,
     save_model,
     target_from_data,
 )
@@ -32,5 +33,5 @@ from graft.surgery import SurgeryPlan, Target, apply_surgery  # noqa: E402
 
 __all__ = ["AudioFeatures", "Backbone", "BackboneSpec", "Data", "DatasetSpec", "FeatureSet", "GraftError", "LoadReport",
            "SurgeryPlan", "Target", "__version__", "apply_surgery", "describe_data", "describe_dataset",
-           "describe_model", "extract_features", "load_data", "load_model", "load_weights", "plan_surgery", "preprocessing", "pretrain",
+           "describe_model", "extract_features", "load_data", "load_model", "load_weights", "plan_surgery", "preprocessing", "pretrain", "probe",
            "read_checkpoint", "save_model", "target_from_data", "windows"]

@@ -19,6 +19,7 @@ from graft.data.problems import Problem
 from graft.data.transforms import Preprocess
 from graft.errors import CheckpointError, GraftError
 from graft.features import FeatureSet
+from graft.measures.summary import Measures, measure_layers
 from graft.features import extract_features as _extract_features
 from graft.models import Backbone, BackboneSpec, load_weights, read_checkpoint
 from graft.models import load_model as _load_model
@@ -27,7 +28,7 @@ from graft.surgery import SurgeryPlan, Target, apply_surgery
 from graft.surgery import plan_surgery as _plan_surgery
 
 __all__ = ["describe_data", "describe_model", "extract_features", "load_data", "load_model", "plan_surgery",
-           "preprocessing", "pretrain", "save_model", "target_from_data"]
+           "preprocessing", "pretrain", "probe", "save_model", "target_from_data"]
 
 
 def load_model(source, **kwargs) -> Backbone:
@@ -126,6 +127,64 @@ def extract_features(model, data, *, split: str = "train", layers=None, load_kwa
     backbone = model if isinstance(model, Backbone) else load_model(model, **(load_kwargs or {}))
     data = data if isinstance(data, Data) else load_data(data, **(data_kwargs or {}))
     return _extract_features(backbone, data, split=split, layers=layers, **options)
+
+
+def probe(model, data, *, split: str = "train", eval_split: str | None = "auto", layers=None,
+          out: str | Path | None = None, plot: bool = False, source_data=None, source_split: str = "train",
+          input_size: tuple[int, ...] | None = None, batch_size: int = 64, folds: int = 5, seed: int = 0,
+          max_samples: int | None = None, load_kwargs: dict | None = None, data_kwargs: dict | None = None,
+          cache_dir: str | Path | None = None, log=None) -> Measures:
+    """Measure how well each layer of ``model`` transfers to ``data``: linear-probe accuracy, LogME, H-score and
+    similarity to the source per layer, LEEP and NCE of the source head; the best layer and why.
+
+    One extraction pass per split (cached). The probe trains on ``split`` and is evaluated on ``eval_split``
+    (``"auto"``: ``test``, else ``val``, else cross-validation on ``split``; ``None``: cross-validation).
+    Similarity uses the BatchNorm statistics the network stored, or, with ``source_data`` (a dataset of the
+    source's kind, e.g. a few hundred source images), the Fréchet distance between feature distributions.
+    ``max_samples`` caps every split (a stratified, seeded draw) to keep the measures quick on large data.
+    With ``out``, writes ``out/measures.json`` (and ``out/measures.png`` with ``plot=True``).
+    """
+    backbone = model if isinstance(model, Backbone) else load_model(model, **(load_kwargs or {}))
+    data = data if isinstance(data, Data) else load_data(data, **(data_kwargs or {}))
+    if max_samples is not None:
+        data = data.subsample(max_samples, seed=seed)
+    if eval_split == "auto":
+        eval_split = next((s for s in ("test", "val") if s in data.splits and s != split), None)
+    options = dict(layers=layers, input_size=input_size, batch_size=batch_size, cache_dir=cache_dir)
+    say = log or (lambda message: None)
+    say(f"extracting features of {split} ({len(data[split])} samples)")
+    train = _extract_features(backbone, data, split=split, **options)
+    evaluated = None
+    if eval_split is not None:
+        say(f"extracting features of {eval_split} ({len(data[eval_split])} samples)")
+        evaluated = _extract_features(backbone, data, split=eval_split, batchnorm=False, **options)
+    source = None
+    if source_data is not None:
+        source_data = source_data if isinstance(source_data, Data) else load_data(source_data)
+        say(f"extracting features of the source sample ({len(source_data[source_split])} samples)")
+        source = _extract_features(backbone, source_data, split=source_split, batchnorm=False, **options)
+    names = list(train.layers)
+    measures = measure_layers(
+        names, {n: train.features(n) for n in names}, train.labels(),
+        {n: evaluated.features(n) for n in names} if evaluated else None,
+        evaluated.labels() if evaluated else None, batchnorm=train.batchnorm_statistics(), logits=train.logits(),
+        source_features={n: source.features(n) for n in names} if source else None,
+        label_names=data.spec.label_names, model=backbone.spec.name, data=data.spec.name, train_split=split,
+        eval_split=eval_split, folds=folds, seed=seed, progress=lambda name: say(f"measuring {name}"))
+    extraction = {"extract_" + fs.split: round(fs.seconds, 3) for fs in (train, evaluated) if fs is not None}
+    notes = list(dict.fromkeys(n for fs in (train, evaluated, source) if fs is not None for n in fs.notes))
+    measures = replace(measures, seconds={**extraction, **measures.seconds}, notes=(*measures.notes, *notes))
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "measures.json", measures.to_dict())
+        if plot:
+            from graft.report import plot_layer_measures
+
+            plot_layer_measures(measures, out / "measures.png")
+    elif plot:
+        raise GraftError("a run folder for the plot (out=...)", "plot=True without out", "pass out='runs/NAME'")
+    return measures
 
 
 def preprocessing(backbone: Backbone, *, resize: bool = False) -> Preprocess:

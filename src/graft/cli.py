@@ -107,6 +107,33 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--batch-size", type=int, default=64)
     pt.add_argument("--width", type=int, help="width of a zoo network (filters of its first block)")
 
+    pr = sub.add_parser("probe", help="per-layer transferability: probe accuracy, LogME, similarity; the best layer")
+    _model_args(pr)
+    pr.add_argument("--data", required=True, help="the new dataset (any source graft data reads)")
+    pr.add_argument("--label-from", dest="label_from", help="which file-name group or table column holds the label")
+    pr.add_argument("--classes", help="keep only these classes: a,b,c")
+    pr.add_argument("--val", type=float, default=0.0, help="fraction of train to hold out for validation")
+    pr.add_argument("--test", type=float, default=0.0, help="fraction of train to hold out to evaluate the probe, "
+                    "when the data has no test split (default: cross-validation)")
+    pr.add_argument("--seed", type=int, default=0, help="seed of the splits, the subsample and the probe's folds")
+    pr.add_argument("--normalize", default="none", choices=["none", "zscore", "minmax"],
+                    help="time series: per series and channel")
+    pr.add_argument("--audio", default="logmel", choices=["logmel", "mfcc"], help="audio features")
+    pr.add_argument("--audio-layout", default="image", choices=["image", "sequence"])
+    pr.add_argument("--skip-bad", action="store_true", help="drop bad samples (corrupt files, NaN) and list them")
+    pr.add_argument("--layers", help="layers to tap: a,b,c (names or indices), 'last', or every block (default)")
+    pr.add_argument("--split", default="train", help="split the probe is trained on (default train)")
+    pr.add_argument("--eval-split", default="auto",
+                    help="split the probe is evaluated on: test, val, cv (cross-validation); default: test, else "
+                    "val, else cv")
+    pr.add_argument("--max-samples", type=int, help="at most this many samples per split (stratified draw)")
+    pr.add_argument("--input-size", nargs="+", type=int, metavar="N", help="resize inputs to H W (or L) first")
+    pr.add_argument("--batch-size", type=int, default=64)
+    pr.add_argument("--source-data", help="a sample of the source's data, for similarity when the network's "
+                    "BatchNorm layers hold no statistics")
+    pr.add_argument("--out", help="run folder for measures.json (and measures.png with --plot)")
+    pr.add_argument("--plot", action="store_true", help="write measures.png: the per-layer curves")
+
     p = sub.add_parser("plan", help="what surgery would change, tensor by tensor, and why")
     _model_args(p)
     p.add_argument("--data", help="the new dataset (any source graft data reads)")
@@ -164,6 +191,25 @@ def main(argv: list[str] | None = None) -> int:
                                          data_kwargs=_data_kwargs(args), **extra)
             out.print(f"saved {backbone.spec.weights} ({backbone.spec.num_params:,} parameters, "
                       f"{len(backbone.spec.label_names or ())} classes)", highlight=False)
+        elif args.command == "probe":
+            from graft.api import probe
+
+            if args.plot and not args.out:
+                raise GraftError("--out RUN_FOLDER with --plot", "--plot alone", "add --out runs/NAME")
+            layers = args.layers
+            if layers and layers != "last":
+                layers = [int(v) if v.strip().lstrip("-").isdigit() else v.strip() for v in layers.split(",")]
+            eval_split = None if args.eval_split == "cv" else args.eval_split
+            measures = probe(args.model, args.data, split=args.split, eval_split=eval_split, layers=layers,
+                             out=args.out, plot=args.plot, source_data=args.source_data,
+                             input_size=tuple(args.input_size) if args.input_size else None,
+                             batch_size=args.batch_size, seed=args.seed, max_samples=args.max_samples,
+                             load_kwargs=_load_kwargs(args), data_kwargs=_data_kwargs(args),
+                             log=None if args.json else (lambda m: err.print(m, highlight=False)))
+            print(measures.to_json() if args.json else measures.render(width=out.width))
+            if args.out and not args.json:
+                written = "measures.json" + (" and measures.png" if args.plot else "")
+                out.print(f"wrote {written} in {args.out}", highlight=False)
         elif args.command == "plan":
             from graft.api import plan_surgery
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,37 @@ class Data:
     splits: dict[str, Dataset]
     split_record: dict = field(default_factory=dict)  # how the splits were made: seed, fractions, sample ids
     sample_fingerprints: dict[str, list[str]] = field(default_factory=dict, repr=False)  # per split, per sample
+
+    def subsample(self, max_samples: int, seed: int = 0, splits: Sequence[str] | None = None) -> Data:
+        """A copy whose splits (all, or ``splits``) hold at most ``max_samples`` samples each, drawn stratified
+        by class (seeded); smaller splits are kept whole. For quick measures on a large dataset."""
+        if isinstance(max_samples, bool) or not isinstance(max_samples, (int, np.integer)) or max_samples < 1:
+            raise DataError("max_samples as a positive integer", repr(max_samples), "for example max_samples=2000")
+        from sklearn.model_selection import train_test_split
+
+        new, fps = {}, {}
+        for name, ds in self.splits.items():
+            if (splits is not None and name not in splits) or len(ds) <= max_samples:
+                new[name], fps[name] = ds, self.sample_fingerprints.get(name, [])
+                continue
+            index = np.arange(len(ds))
+            y = np.asarray(ds.y)
+            try:
+                keep, _ = train_test_split(index, train_size=int(max_samples), stratify=y, random_state=seed)
+            except ValueError:  # a class too small to stratify: a plain random draw
+                keep = np.random.default_rng(seed).choice(index, int(max_samples), replace=False)
+            keep = np.sort(keep)
+            new[name] = ds.subset(keep)
+            known = self.sample_fingerprints.get(name) or []
+            fps[name] = [known[i] for i in keep] if len(known) == len(ds) else []
+        record = {**self.split_record, "subsampled": {"max_samples": int(max_samples), "seed": seed}}
+        counts = Counter(int(v) for d in new.values() for v in np.asarray(d.y))
+        spec = replace(self.spec, num_samples=sum(len(d) for d in new.values()),
+                       class_counts=tuple(counts.get(i, 0) for i in range(len(self.spec.label_names))),
+                       splits=tuple((k, len(v)) for k, v in new.items()),
+                       notes=(*self.spec.notes, f"subsampled to at most {max_samples} samples per split "
+                                                f"(stratified, seed {seed})"))
+        return Data(spec, new, record, fps)
 
     def fingerprint(self, split: str = "train") -> str:
         """A digest of everything in ``split`` that reaches a model: the samples' bytes (or, for image files,

@@ -266,6 +266,12 @@ def extract_features(backbone: Backbone, data: Data, *, split: str = "train", la
         raise GraftError("a split with samples", f"{split!r} is empty", "pick another split")
     chosen = _resolve_layers(backbone, layers)
     inp = backbone.spec.input
+    have = data.spec.input_shape[0] if data.spec.input_shape else None
+    grey_to_rgb = have == 1 and inp.channels == 3 and inp.spatial_dims == 2
+    if have is not None and have != inp.channels and not grey_to_rgb:
+        raise GraftError(f"data with the {inp.channels} input channels of {backbone.spec.name}",
+                         f"{have} channels in {data.spec.name}",
+                         "adapt the network's first layer first: graft plan MODEL --data DATA, then plan.apply(...)")
     prep = Preprocess(inp.mean if normalize else None, inp.std if normalize else None, input_size)
     notes: list[str] = []
     use_cache = cache and is_cacheable(transform)
@@ -273,7 +279,9 @@ def extract_features(backbone: Backbone, data: Data, *, split: str = "train", la
         notes.append(f"not cached: the transform {transform!r} is random (augmentation), so its features differ "
                      "on every pass")
     start = time.perf_counter()
-    material = _material(backbone, data, split, chosen, pool, prep, transform, batchnorm)
+    material = {**_material(backbone, data, split, chosen, pool, prep, transform, batchnorm), "grey_to_rgb": grey_to_rgb}
+    if grey_to_rgb:
+        notes.append("grey images are repeated on the network's 3 input channels")
     key = cache_key(material)
     root = Path(cache_dir) if cache_dir is not None else default_root()
     if use_cache:
@@ -306,7 +314,10 @@ def extract_features(backbone: Backbone, data: Data, *, split: str = "train", la
             for x, _ in batches:
                 taps.outputs.clear()
                 taps.calls.clear()
-                out = module(prep.batch(x.to(device)))
+                x = x.to(device)
+                if grey_to_rgb:
+                    x = x.expand(-1, 3, *x.shape[2:])
+                out = module(prep.batch(x))
                 twice = [k for k, v in taps.calls.items() if v > 1]
                 if twice:
                     raise GraftError("tapped layers that run once per forward pass", f"{twice} ran more than once",
