@@ -96,8 +96,8 @@ def _measure(name: str, backbone, data, size, repeats: int) -> tuple[dict, list[
     variants = {
         "one tap, no BN statistics": dict(layers="last", batchnorm=False),
         "one tap + BN statistics": dict(layers="last", batchnorm=True),
-        "every block, no BN statistics": dict(layers=None, batchnorm=False),
-        "every block + BN statistics (default)": dict(layers=None, batchnorm=True),
+        "every block, no BN statistics (default)": dict(layers=None, batchnorm=False),
+        "every block + BN statistics (graft probe)": dict(layers=None, batchnorm=True),
     }
     cache = Path(tempfile.mkdtemp(prefix="graft-bench-"))
 

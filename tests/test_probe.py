@@ -63,7 +63,8 @@ def test_similarity_is_zero_when_the_source_statistics_are_the_targets(net, tmp_
     before = graft.probe(net, data, layers=STAGES, cache_dir=tmp_path)
     modules = dict(net.module.named_modules())
     for bn in ("stem.1", "stage1.1", "stage2.1"):  # in order: each BN changes what the next one sees
-        stats = graft.extract_features(net, data, layers=STAGES, cache_dir=tmp_path).batchnorm_statistics()[bn]
+        stats = graft.extract_features(net, data, layers=STAGES, cache_dir=tmp_path,
+                                       batchnorm=True).batchnorm_statistics()[bn]
         with torch.no_grad():  # this BN now "remembers" exactly the target data
             modules[bn].running_mean.copy_(torch.from_numpy(stats["target_mean"]))
             modules[bn].running_var.copy_(torch.from_numpy(stats["target_var"]))

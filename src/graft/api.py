@@ -153,16 +153,16 @@ def probe(model, data, *, split: str = "train", eval_split: str | None = "auto",
     options = dict(layers=layers, input_size=input_size, batch_size=batch_size, cache_dir=cache_dir)
     say = log or (lambda message: None)
     say(f"extracting features of {split} ({len(data[split])} samples)")
-    train = _extract_features(backbone, data, split=split, **options)
+    train = _extract_features(backbone, data, split=split, batchnorm=True, **options)
     evaluated = None
     if eval_split is not None:
         say(f"extracting features of {eval_split} ({len(data[eval_split])} samples)")
-        evaluated = _extract_features(backbone, data, split=eval_split, batchnorm=False, **options)
+        evaluated = _extract_features(backbone, data, split=eval_split, **options)
     source = None
     if source_data is not None:
         source_data = source_data if isinstance(source_data, Data) else load_data(source_data)
         say(f"extracting features of the source sample ({len(source_data[source_split])} samples)")
-        source = _extract_features(backbone, source_data, split=source_split, batchnorm=False, **options)
+        source = _extract_features(backbone, source_data, split=source_split, **options)
     names = list(train.layers)
     measures = measure_layers(
         names, {n: train.features(n) for n in names}, train.labels(),

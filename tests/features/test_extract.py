@@ -47,6 +47,7 @@ def test_every_block_is_tapped_by_default(net, images, tmp_path):
     fs = extract_features(net, images, cache_dir=tmp_path)
     assert fs.layers == net.spec.taps == ("stem.0", "stem.1", "stage1.0", "stage1.1", "stage2.0", "stage2.1")
     assert fs.dims == (8, 8, 16, 16, 32, 32)
+    assert fs.batchnorms == () and fs.batchnorm_statistics() == {}  # BN statistics only when asked
 
 
 def test_features_are_the_pooled_outputs_of_the_layers(net, images, tmp_path):
@@ -63,7 +64,7 @@ def test_features_are_the_pooled_outputs_of_the_layers(net, images, tmp_path):
 
 
 def test_batchnorm_input_statistics_over_the_whole_split(net, images, tmp_path):
-    fs = extract_features(net, images, cache_dir=tmp_path, batch_size=8)
+    fs = extract_features(net, images, cache_dir=tmp_path, batch_size=8, batchnorm=True)
     x, _ = images.arrays("train")
     ref = _by_hand(net.module, torch.from_numpy(x))
     stats = fs.batchnorm_statistics()
@@ -78,8 +79,8 @@ def test_batchnorm_input_statistics_over_the_whole_split(net, images, tmp_path):
 
 
 def test_the_batch_size_does_not_change_the_features(net, images, tmp_path):
-    a = extract_features(net, images, cache_dir=tmp_path / "a", batch_size=1, layers=STAGES)
-    b = extract_features(net, images, cache_dir=tmp_path / "b", batch_size=64, layers=STAGES)
+    a = extract_features(net, images, cache_dir=tmp_path / "a", batch_size=1, layers=STAGES, batchnorm=True)
+    b = extract_features(net, images, cache_dir=tmp_path / "b", batch_size=64, layers=STAGES, batchnorm=True)
     for i in range(3):
         np.testing.assert_allclose(a.features(i), b.features(i), rtol=1e-5, atol=1e-6)
     bn_a, bn_b = a.batchnorm_statistics(), b.batchnorm_statistics()
@@ -120,7 +121,7 @@ def test_preprocessing_and_resizing_apply_to_the_batch(images, tmp_path):
 def test_a_sequence_network(tmp_path):
     data = load_data("aeon:ArrowHead", normalize="zscore")
     net = graft.load_model("ts_fcn", pretrained=False, num_classes=3, width=4)
-    fs = extract_features(net, data, cache_dir=tmp_path)
+    fs = extract_features(net, data, cache_dir=tmp_path, batchnorm=True)
     assert fs.layers == ("block1", "block2", "block3") and fs.dims == (4, 8, 4)
     assert len(fs.batchnorms) == 3 and fs.features(-1).shape == (len(data["train"]), 4)
 
@@ -134,8 +135,8 @@ def test_a_network_without_batchnorm(images, tmp_path):
 # ---------------------------------------------------------------- the cache
 
 def test_a_second_call_reads_the_cache(net, images, tmp_path):
-    first = extract_features(net, images, cache_dir=tmp_path, layers=STAGES)
-    second = extract_features(net, images, cache_dir=tmp_path, layers=STAGES)
+    first = extract_features(net, images, cache_dir=tmp_path, layers=STAGES, batchnorm=True)
+    second = extract_features(net, images, cache_dir=tmp_path, layers=STAGES, batchnorm=True)
     assert not first.from_cache and second.from_cache and second.key == first.key
     np.testing.assert_array_equal(second.features(-1), first.features(-1))
     entries = [p for p in tmp_path.iterdir()]

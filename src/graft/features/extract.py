@@ -153,6 +153,7 @@ class _Taps:
         self.bn_names = [n for n, m in modules.items() if isinstance(m, nn.modules.batchnorm._BatchNorm)
                          and m.track_running_stats and m.running_mean is not None] if batchnorm else []
         self.bn_stats = {n: None for n in self.bn_names}  # n -> (count, mean (C,), M2 (C,)) in float64
+        self.pending: dict[str, list] = {n: [] for n in self.bn_names}
         self.bn_block: dict[str, str] = {}
         self.running: list[str] = []
         self.last_block = ""
@@ -183,21 +184,31 @@ class _Taps:
 
     def _bn(self, name):
         def hook(_module, inputs):
-            x = inputs[0]
+            x = inputs[0].detach()
             if name not in self.bn_block:
                 self.bn_block[name] = self.running[-1] if self.running else self.last_block
-            x = x.detach()
-            # per sample and channel over positions: fast contiguous reductions, no temporary as big as x
-            # (a var_mean over (0, 2, 3) runs 20x slower on CPU, and x * x allocates a copy)
+            # two fast reductions per sample and channel over positions (a var_mean over (0, 2, 3) runs 20x
+            # slower on CPU, and x * x allocates a copy); combined in float64 later, a few batches at a time,
+            # so that a network with many BN layers pays few small-tensor operations per batch
             dims = tuple(range(2, x.ndim))
-            positions = int(np.prod(x.shape[2:])) if dims else 1
             if dims:
-                mean_nc = x.mean(dims).double()
-                sumsq_nc = torch.linalg.vector_norm(x, dim=dims).double() ** 2
+                self.pending[name].append((x.mean(dims), torch.linalg.vector_norm(x, dim=dims),
+                                           int(np.prod(x.shape[2:]))))
             else:
-                mean_nc, sumsq_nc = x.double(), x.double() ** 2
+                self.pending[name].append((x, x.abs(), 1))
+        return hook
+
+    def flush(self) -> None:
+        """Fold the pending per-sample statistics into each BN's running (count, mean, M2)."""
+        for name, items in self.pending.items():
+            if not items:
+                continue
+            positions = items[0][2]
+            mean_nc = torch.cat([m for m, _, _ in items]).double()
+            sumsq_nc = torch.cat([q for _, q, _ in items]).double() ** 2
+            items.clear()
             m2_nc = (sumsq_nc - positions * mean_nc**2).clamp_min(0)
-            n = x.shape[0] * positions
+            n = mean_nc.shape[0] * positions
             mean = mean_nc.mean(0)
             m2 = m2_nc.sum(0) + positions * ((mean_nc - mean) ** 2).sum(0)
             prev = self.bn_stats[name]
@@ -208,7 +219,6 @@ class _Taps:
                 delta = mean - mean0
                 total = n0 + n
                 self.bn_stats[name] = (total, mean0 + delta * (n / total), m20 + m2 + delta**2 * (n0 * n / total))
-        return hook
 
     def close(self) -> None:
         for h in self.handles:
@@ -232,7 +242,7 @@ def _feature_set(meta: dict, directory: Path, **extra) -> FeatureSet:
 
 def extract_features(backbone: Backbone, data: Data, *, split: str = "train", layers=None, pool: str = "avg",
                      batch_size: int = 64, input_size: tuple[int, ...] | None = None, normalize: bool = True,
-                     transform=None, batchnorm: bool = True, cache: bool = True,
+                     transform=None, batchnorm: bool = False, cache: bool = True,
                      cache_dir: str | Path | None = None, device: str | torch.device = "cpu",
                      workers: int | None = None, progress: bool = True) -> FeatureSet:
     """Run ``backbone`` once over ``data[split]`` and keep pooled features of several layers.
@@ -245,7 +255,8 @@ def extract_features(backbone: Backbone, data: Data, *, split: str = "train", la
     input_size: resize every batch to this size first (bilinear/linear), e.g. (224, 224); default as is.
     normalize: apply the network's stored mean/std (timm's pretrained_cfg, the zoo entry, graft's checkpoint).
     transform: an extra per-sample transform; a random one (augmentation) disables the cache (said in notes).
-    batchnorm: also gather the mean and variance of every BatchNorm layer's input (for similarity).
+    batchnorm: also gather the mean and variance of every BatchNorm layer's input (for similarity; ``graft
+        probe`` turns it on). It costs 5-15 % more time (two reductions per BN layer and batch; BENCHMARKS.md).
     cache: read and write the disk cache (``cache_dir``, default :func:`graft.features.cache.default_root`);
         ``False`` writes to a temporary folder removed at exit.
 
@@ -308,7 +319,7 @@ def extract_features(backbone: Backbone, data: Data, *, split: str = "train", la
     logits_ok = True
     try:
         with EntryWriter(root, key) as writer, torch.inference_mode():
-            row = 0
+            row = batches_done = 0
             batches = track(loader, f"features of {split} ({len(chosen)} layers)", total=len(loader),
                             min_items=5) if progress else loader
             for x, _ in batches:
@@ -338,6 +349,10 @@ def extract_features(backbone: Backbone, data: Data, *, split: str = "train", la
                 if logits_ok:
                     arrays[""][row:row + m] = out.float().cpu().numpy()
                 row += m
+                batches_done += 1
+                if batches_done % 16 == 0:
+                    taps.flush()
+            taps.flush()
             for a in arrays.values():
                 a.flush()
             arrays.clear()
