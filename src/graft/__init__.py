@@ -16,9 +16,12 @@ from graft.api import (  # noqa: E402
     describe_data,
     describe_model,
     extract_features,
+    fine_tune,
     load_data,
     load_model,
+    load_run,
     plan_surgery,
+    predict,
     preprocessing,
     pretrain,
     probe,
@@ -33,5 +36,5 @@ from graft.surgery import SurgeryPlan, Target, apply_surgery  # noqa: E402
 
 __all__ = ["AudioFeatures", "Backbone", "BackboneSpec", "Data", "DatasetSpec", "FeatureSet", "GraftError", "LoadReport",
            "SurgeryPlan", "Target", "__version__", "apply_surgery", "describe_data", "describe_dataset",
-           "describe_model", "extract_features", "load_data", "load_model", "load_weights", "plan_surgery", "preprocessing", "pretrain", "probe",
+           "describe_model", "extract_features", "fine_tune", "load_data", "load_model", "load_run", "predict", "load_weights", "plan_surgery", "preprocessing", "pretrain", "probe",
            "read_checkpoint", "save_model", "target_from_data", "windows"]

@@ -7,60 +7,26 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from torch import nn
 
 from graft.data import Data, DatasetSpec, load_data
 from graft.data import describe_data as _describe_data
 from graft.data.problems import Problem
 from graft.data.transforms import Preprocess
-from graft.errors import CheckpointError, GraftError
+from graft.errors import GraftError
 from graft.features import FeatureSet
 from graft.measures.summary import Measures, measure_layers
 from graft.features import extract_features as _extract_features
-from graft.models import Backbone, BackboneSpec, load_weights, read_checkpoint
-from graft.models import load_model as _load_model
-from graft.models.checkpoint import graft_metadata
-from graft.surgery import SurgeryPlan, Target, apply_surgery
+from graft.models import Backbone, BackboneSpec
+from graft.surgery import SurgeryPlan, Target
+from graft.surgery.saving import load_model, save_model
+from graft.training.run import RunRecord, load_run
 from graft.surgery import plan_surgery as _plan_surgery
 
-__all__ = ["describe_data", "describe_model", "extract_features", "load_data", "load_model", "plan_surgery",
-           "preprocessing", "pretrain", "probe", "save_model", "target_from_data"]
-
-
-def load_model(source, **kwargs) -> Backbone:
-    """Load any network (see :func:`graft.models.load_model`), including grafted ones saved by graft.
-
-    A ``.safetensors`` file written by :func:`save_model` after surgery carries its plan: the source
-    architecture is rebuilt, the plan replayed, and the saved weights loaded strictly.
-    """
-    if isinstance(source, (str, Path)) and str(source).endswith(".safetensors") and Path(source).is_file():
-        ckpt = read_checkpoint(source)
-        meta = graft_metadata(ckpt)
-        if "plan" in meta:
-            plan = SurgeryPlan.from_dict(meta["plan"])
-            src = plan.source
-            if src.origin not in ("zoo", "timm"):
-                raise CheckpointError(
-                    "a grafted network whose source architecture graft can build (timm or zoo)",
-                    f"{source}, grafted from a user-defined {src.name}",
-                    "rebuild it yourself: plan = SurgeryPlan.from_dict(json.loads(meta)['plan']); "
-                    "net = plan.apply(graft.load_model(MyModule())); graft.load_weights(net.module, path)")
-            known = dict(pretrained=False, num_classes=src.head.num_classes, in_chans=src.input.channels,
-                         input_size=src.input.size, mean=src.input.mean, std=src.input.std,
-                         label_names=list(src.label_names) if src.label_names else None)
-            # build arguments may repeat one of these (sensor_cnn records its input_size): the spec wins
-            build = {k: v for k, v in meta.get("build", {}).items() if k not in known}
-            base = _load_model(src.name, **known, **build)
-            base = Backbone(base.module, replace(base.spec, weights=src.weights))
-            grafted = apply_surgery(base, plan, inplace=True)
-            grafted.load_report = load_weights(grafted.module, ckpt.state_dict, strict=True)
-            grafted.spec = replace(grafted.spec, weights=str(source))
-            return grafted
-    return _load_model(source, **kwargs)
+__all__ = ["describe_data", "describe_model", "extract_features", "fine_tune", "load_data", "load_model", "load_run",
+           "plan_surgery", "predict", "preprocessing", "pretrain", "probe", "save_model", "target_from_data"]
 
 
 def describe_model(source, **kwargs) -> BackboneSpec:
@@ -244,35 +210,67 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def save_model(backbone: Backbone, path: str | Path) -> Path:
-    """Write the network's weights to ``path`` (safetensors, atomically) with its contract and plan.
+def fine_tune(model, data, out: str | Path, *, strategy="full", epochs: int | None = None, budget=None,
+              batch_size: int = 32, seed: int = 0, resume: bool = False, patience: int | None = None,
+              plateau: int | None = None, load_kwargs: dict | None = None, data_kwargs: dict | None = None,
+              target: dict | None = None, log=None, **strategy_options) -> RunRecord:
+    """Adapt ``model`` to ``data`` and train it with ``strategy`` into the run folder ``out``.
 
-    A grafted network (one returned by ``plan.apply``) is saved with its plan, so that
-    :func:`load_model` rebuilds it from the file alone.
+    The surgery is planned from the data (``target`` overrides fields: ``keep_rows``, ``size_mode``...), applied
+    to a copy, and written to ``out/plan.json``; then :func:`graft.training.run.fine_tune` trains it
+    (strategies: linear, partial:K, lp-ft, full, two-phase, gradual, scratch, adapter-warmup; ``lr=``,
+    ``layer_decay=``, ``batchnorm=``, ``l2sp=``... tune them). ``resume=True`` continues an interrupted run.
     """
-    from safetensors.torch import save_file
+    from graft.training.run import fine_tune as _fine_tune
 
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        raise GraftError("a path ending in .safetensors", str(path), "graft writes weights as safetensors only")
-    meta: dict = {"arch": backbone.spec.name, "spec": backbone.spec.to_dict()}
-    plan = getattr(backbone, "plan", None)
-    body = getattr(backbone.module, "body", backbone.module) if plan is not None else backbone.module
-    build = getattr(body, "graft_build_kwargs", None)
-    if build:
-        meta["build"] = build
-    if plan is not None:
-        meta["plan"] = plan.to_dict()
-    if not isinstance(backbone.module, nn.Module):
-        raise GraftError("a Backbone with an nn.Module", type(backbone.module).__name__, "pass a Backbone")
-    tensors = {k: v.detach().contiguous().cpu() for k, v in backbone.module.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"graft": json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    backbone = model if isinstance(model, Backbone) else load_model(model, **(load_kwargs or {}))
+    data = data if isinstance(data, Data) else load_data(data, **(data_kwargs or {}))
+    plan = plan_surgery(backbone, data=data, **(target or {}))
+    grafted = plan.apply(backbone)
+    return _fine_tune(grafted, data, out, strategy=strategy, epochs=epochs, budget=budget, batch_size=batch_size,
+                      seed=seed, resume=resume, patience=patience, plateau=plateau, plan=plan, log=log,
+                      **strategy_options)
+
+
+def predict(run, data, *, split: str | None = None, data_kwargs: dict | None = None, out: str | Path | None = None):
+    """Predictions of a finished run (or a Backbone) on ``data[split]`` (default: test, else the only split).
+
+    Returns ``(ids, predicted names, probabilities (N, C), Metrics or None)``; the metrics are computed when
+    the data's classes are the run's. With ``out``, writes a CSV of id, prediction and probability.
+    """
+    import numpy as np
+    import torch
+
+    from graft.training.metrics import classification_report
+
+    backbone = run if isinstance(run, Backbone) else load_run(run)
+    data = data if isinstance(data, Data) else load_data(data, **(data_kwargs or {}))
+    split = split or ("test" if "test" in data.splits else list(data.splits)[0])
+    names = list(backbone.spec.label_names or [])
+    inp = backbone.spec.input
+    prep = Preprocess(inp.mean, inp.std, None)
+    module = backbone.module.eval()
+    probs = []
+    with torch.inference_mode():
+        for x, _ in data.loader(split, 256, shuffle=False):
+            probs.append(torch.softmax(module(prep.batch(x)), 1).numpy())
+    p = np.concatenate(probs) if probs else np.zeros((0, len(names)))
+    pred = p.argmax(1)
+    ids = list(getattr(data[split], "ids", range(len(p))))
+    labels = [names[i] if i < len(names) else str(i) for i in pred]
+    metrics = None
+    if tuple(data.spec.label_names) == tuple(names) and len(p):
+        metrics = classification_report(np.asarray(data[split].y), pred, names)
+    if out is not None:
+        import csv
+
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(out.suffix + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["id", "prediction", "probability"])
+            for i, lab, row in zip(ids, labels, p):
+                writer.writerow([i, lab, f"{row.max():.4f}"])
+        os.replace(tmp, out)
+    return ids, labels, p, metrics

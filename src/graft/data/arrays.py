@@ -80,6 +80,11 @@ def normalize_series(x: np.ndarray, how: str, mask: np.ndarray | None = None) ->
         raise DataError(f"a normalization among {NORMALIZATIONS}", repr(how), "zscore is the usual choice for UCR")
     if how == "none":
         return x
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf samples: reported by the checks, not here
+        return _normalize(x, how, mask)
+
+
+def _normalize(x: np.ndarray, how: str, mask: np.ndarray | None) -> np.ndarray:
     m = np.ones(x.shape[:1] + x.shape[2:], bool) if mask is None else mask
     w = m[:, None, :].astype(np.float64)
     n = np.maximum(w.sum(-1, keepdims=True), 1)

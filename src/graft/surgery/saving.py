@@ -1,0 +1,84 @@
+"""Saving and reloading networks with their surgery plan: a grafted network rebuilds from its file alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from torch import nn
+
+from graft.errors import CheckpointError, GraftError
+from graft.models import Backbone, load_weights, read_checkpoint
+from graft.models import load_model as _load_model
+from graft.models.checkpoint import graft_metadata
+from graft.surgery.planner import apply_surgery
+from graft.surgery.plan import SurgeryPlan
+
+
+def load_model(source, **kwargs) -> Backbone:
+    """Load any network (see :func:`graft.models.load_model`), including grafted ones saved by graft.
+
+    A ``.safetensors`` file written by :func:`save_model` after surgery carries its plan: the source
+    architecture is rebuilt, the plan replayed, and the saved weights loaded strictly.
+    """
+    if isinstance(source, (str, Path)) and str(source).endswith(".safetensors") and Path(source).is_file():
+        ckpt = read_checkpoint(source)
+        meta = graft_metadata(ckpt)
+        if "plan" in meta:
+            plan = SurgeryPlan.from_dict(meta["plan"])
+            src = plan.source
+            if src.origin not in ("zoo", "timm"):
+                raise CheckpointError(
+                    "a grafted network whose source architecture graft can build (timm or zoo)",
+                    f"{source}, grafted from a user-defined {src.name}",
+                    "rebuild it yourself: plan = SurgeryPlan.from_dict(json.loads(meta)['plan']); "
+                    "net = plan.apply(graft.load_model(MyModule())); graft.load_weights(net.module, path)")
+            known = dict(pretrained=False, num_classes=src.head.num_classes, in_chans=src.input.channels,
+                         input_size=src.input.size, mean=src.input.mean, std=src.input.std,
+                         label_names=list(src.label_names) if src.label_names else None)
+            # build arguments may repeat one of these (sensor_cnn records its input_size): the spec wins
+            build = {k: v for k, v in meta.get("build", {}).items() if k not in known}
+            base = _load_model(src.name, **known, **build)
+            base = Backbone(base.module, replace(base.spec, weights=src.weights))
+            grafted = apply_surgery(base, plan, inplace=True)
+            grafted.load_report = load_weights(grafted.module, ckpt.state_dict, strict=True)
+            grafted.spec = replace(grafted.spec, weights=str(source))
+            return grafted
+    return _load_model(source, **kwargs)
+
+
+def save_model(backbone: Backbone, path: str | Path) -> Path:
+    """Write the network's weights to ``path`` (safetensors, atomically) with its contract and plan.
+
+    A grafted network (one returned by ``plan.apply``) is saved with its plan, so that
+    :func:`load_model` rebuilds it from the file alone.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise GraftError("a path ending in .safetensors", str(path), "graft writes weights as safetensors only")
+    meta: dict = {"arch": backbone.spec.name, "spec": backbone.spec.to_dict()}
+    plan = getattr(backbone, "plan", None)
+    body = getattr(backbone.module, "body", backbone.module) if plan is not None else backbone.module
+    build = getattr(body, "graft_build_kwargs", None)
+    if build:
+        meta["build"] = build
+    if plan is not None:
+        meta["plan"] = plan.to_dict()
+    if not isinstance(backbone.module, nn.Module):
+        raise GraftError("a Backbone with an nn.Module", type(backbone.module).__name__, "pass a Backbone")
+    tensors = {k: v.detach().contiguous().cpu() for k, v in backbone.module.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"graft": json.dumps(meta)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

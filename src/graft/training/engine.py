@@ -1,0 +1,327 @@
+"""One trainer for every strategy: it runs the phases a Strategy compiles to, and survives interruption.
+
+Parameters are grouped by block (the backbone contract's blocks, in execution order; parameters outside every
+block go with the first), the head and the surgery's new input layers. A phase says which groups train and
+at which learning rates; frozen groups have ``requires_grad=False`` and, unless the strategy lets BatchNorm
+adapt, their BatchNorm layers stay in eval mode with the source's statistics. AdamW gets one param group per
+trainable group; when a block unfreezes (``gradual``) its group is added with a fresh state, and at a phase
+boundary the optimizer is rebuilt. The learning rate follows a per-step schedule (linear warm-up, then cosine
+/ one-cycle-shaped / constant) computed from the global step, so a resumed run continues on the same curve.
+
+Every epoch ends with a checkpoint (training/checkpoints.py); ``resume=True`` continues from the last one
+with the same weights, optimizer state, RNG state and counters, and reaches the same final weights as an
+uninterrupted run (the loader of epoch ``e`` is shuffled by a generator seeded with ``seed + e``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from graft.data import Data
+from graft.data.transforms import Preprocess
+from graft.errors import GraftError
+from graft.models import Backbone
+from graft.strategy.spec import Phase, Strategy, phases
+from graft.training.checkpoints import load_checkpoint, read_checkpoint_state, save_checkpoint
+
+ADAPTER = -2
+HEAD = -1
+
+
+@dataclass
+class RunState:
+    """The trainer's counters, saved in every checkpoint."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps completed
+    seconds: float = 0.0  # training time spent, over every session of the run
+    best: float | None = None  # best validation accuracy
+    best_epoch: int = 0
+    stale: int = 0  # epochs since the best
+    lr_factor: float = 1.0  # reduce-on-plateau multiplier
+    stopped: str = ""  # why training ended early: "early stopping", "budget", ""
+    history: list[dict] = field(default_factory=list)
+
+
+def _group_of(backbone: Backbone) -> tuple[dict[str, int], list[str]]:
+    """Parameter name -> group (block index, HEAD or ADAPTER); and the body's block names."""
+    spec = backbone.spec
+    blocks = [b.name for b in spec.blocks if b.name != "input_layer"]
+    head = spec.head.name
+    groups = {}
+    for name, _ in backbone.module.named_parameters():
+        if name == head or name.startswith(head + "."):
+            groups[name] = HEAD
+        elif name.startswith("input_layer."):
+            groups[name] = ADAPTER
+        else:
+            owner = [i for i, b in enumerate(blocks) if name.startswith(b + ".")]
+            groups[name] = owner[-1] if owner else 0
+    return groups, blocks
+
+
+def _module_group(name: str, blocks: list[str], head: str) -> int:
+    if name == head or name.startswith(head + "."):
+        return HEAD
+    if name == "input_layer" or name.startswith("input_layer."):
+        return ADAPTER
+    owner = [i for i, b in enumerate(blocks) if name == b or name.startswith(b + ".")]
+    return owner[-1] if owner else 0
+
+
+class Trainer:
+    """Runs ``strategy`` on ``backbone`` (already grafted to the data) and writes ``run_dir``."""
+
+    def __init__(self, backbone: Backbone, data: Data, strategy: Strategy, run_dir: str | Path, *, epochs: int,
+                 batch_size: int = 32, seed: int = 0, budget: float | None = None, patience: int | None = None,
+                 plateau: int | None = None, eval_split: str | None = None, log=None, device: str = "cpu"):
+        self.backbone, self.data, self.strategy = backbone, data, strategy
+        self.module = backbone.module
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.epochs, self.batch_size, self.seed, self.budget = epochs, batch_size, seed, budget
+        self.patience, self.plateau, self.log = patience, plateau, log
+        self.device = torch.device(device)
+        self.eval_split = eval_split if eval_split is not None else next(
+            (s for s in ("val", "test") if s in data.splits), None)
+        self.groups, self.blocks = _group_of(backbone)
+        self.has_adapter = ADAPTER in self.groups.values()
+        self.phases = phases(strategy, len(self.blocks), epochs, self.has_adapter)
+        inp = backbone.spec.input
+        self.prep = Preprocess(inp.mean, inp.std, None)
+        self.start_weights = {n: p.detach().clone() for n, p in self.module.named_parameters()}
+        self.state = RunState()
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.trainable: tuple[int, ...] = ()
+
+    # ------------------------------------------------------------------ what trains
+    def _phase_at(self, epoch: int) -> tuple[int, Phase, int]:
+        """(index, phase, epoch within the phase) of the 0-based ``epoch``."""
+        start = 0
+        for i, ph in enumerate(self.phases):
+            if epoch < start + ph.epochs:
+                return i, ph, epoch - start
+            start += ph.epochs
+        return len(self.phases) - 1, self.phases[-1], self.phases[-1].epochs - 1
+
+    def _trainable_now(self, phase: Phase, local_epoch: int) -> tuple[int, ...]:
+        if not phase.unfreeze_every:
+            return phase.trainable
+        stage = local_epoch // phase.unfreeze_every  # 0: head only; then one more block from the top
+        body = [g for g in phase.trainable if g >= 0]
+        thawed = body[len(body) - stage:] if stage else []
+        return tuple(g for g in phase.trainable if g == HEAD or g in thawed or (g == ADAPTER and stage > len(body)))
+
+    def _lr_of(self, phase: Phase, group: int) -> float:
+        return phase.lrs[phase.trainable.index(group)]
+
+    def _set_trainable(self, phase: Phase, trainable: tuple[int, ...]) -> None:
+        for name, p in self.module.named_parameters():
+            p.requires_grad_(self.groups[name] in trainable)
+        if not any(p.requires_grad for p in self.module.parameters()):
+            raise GraftError("something to train", f"phase {phase.name!r} leaves every parameter frozen",
+                             "check the strategy against the network's blocks (graft inspect)")
+        new = [g for g in trainable if g not in self.trainable]
+        if self.optimizer is None or not set(self.trainable) <= set(trainable):
+            self.optimizer = self._optimizer(phase, trainable)
+        else:
+            for g in new:
+                self.optimizer.add_param_group(self._param_group(phase, g))
+        self.trainable = trainable
+
+    def _param_group(self, phase: Phase, group: int) -> dict:
+        params = [p for n, p in self.module.named_parameters() if self.groups[n] == group]
+        new_layer = group in (HEAD, ADAPTER)
+        decay = self.strategy.weight_decay if (new_layer or not self.strategy.l2sp) else 0.0
+        base = self._lr_of(phase, group)
+        return {"params": params, "lr": base, "base_lr": base, "weight_decay": decay, "graft_group": group}
+
+    def _optimizer(self, phase: Phase, trainable: tuple[int, ...]) -> torch.optim.Optimizer:
+        """AdamW over ``trainable`` (in that order: a resumed run rebuilds the saved order, since the optimizer's
+        state is matched to its param groups by position)."""
+        groups = [self._param_group(phase, g) for g in trainable]
+        groups = [g for g in groups if g["params"]]
+        return torch.optim.AdamW(groups, lr=groups[0]["lr"])
+
+    def _train_mode(self) -> None:
+        self.module.train()
+        if self.strategy.batchnorm == "frozen":
+            head = self.backbone.spec.head.name
+            for name, m in self.module.named_modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and \
+                        _module_group(name, self.blocks, head) not in self.trainable:
+                    m.eval()
+
+    # ------------------------------------------------------------------ schedule
+    def _lr_scale(self, phase: Phase, local_step: int, steps_in_phase: int, steps_per_epoch: int) -> float:
+        warm = self.strategy.warmup_epochs * steps_per_epoch
+        if self.strategy.schedule == "onecycle":
+            warm = 0.3 * steps_in_phase
+        if warm and local_step < warm:
+            return (local_step + 1) / warm
+        if self.strategy.schedule == "constant":
+            return 1.0
+        progress = (local_step - warm) / max(1.0, steps_in_phase - warm)
+        floor = 1e-4 if self.strategy.schedule == "onecycle" else 0.0
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    # ------------------------------------------------------------------ one epoch
+    def _epoch(self, epoch: int, session_start: float) -> dict:
+        index, phase, local = self._phase_at(epoch)
+        loader = self.data.loader("train", self.batch_size, shuffle=True, seed=self.seed + epoch)
+        steps_per_epoch = max(1, len(loader))
+        phase_start = sum(p.epochs for p in self.phases[:index])
+        self._train_mode()
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=self.strategy.label_smoothing)
+        total, right, seen = 0.0, 0, 0
+        t0 = time.perf_counter()
+        for i, (x, y) in enumerate(loader):
+            scale = self._lr_scale(phase, (epoch - phase_start) * steps_per_epoch + i, phase.epochs * steps_per_epoch,
+                                   steps_per_epoch) * self.state.lr_factor
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["base_lr"] * scale
+            x, y = self.prep.batch(x.to(self.device)), y.to(self.device)
+            out = self.module(x)
+            loss = loss_fn(out, y)
+            if self.strategy.l2sp:
+                loss = loss + self._l2sp()
+            if not torch.isfinite(loss):
+                raise GraftError("a finite training loss", f"{loss.item()} at epoch {epoch + 1}",
+                                 "lower the learning rate or check the inputs for extreme values")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.state.step += 1
+            total += float(loss.detach()) * len(y)
+            right += int((out.argmax(1) == y).sum())
+            seen += len(y)
+            if self.budget is not None and self.state.seconds + (time.perf_counter() - session_start) > self.budget:
+                self.state.stopped = "budget"
+                break
+        record = {"epoch": epoch + 1, "phase": phase.name, "trainable_groups": len(self.trainable),
+                  "loss": total / max(seen, 1), "train_accuracy": right / max(seen, 1),
+                  "lr": {str(g["graft_group"]): g["lr"] for g in self.optimizer.param_groups},
+                  "seconds": round(time.perf_counter() - t0, 3)}
+        return record
+
+    def _l2sp(self) -> torch.Tensor:
+        penalty = torch.zeros(())
+        for name, p in self.module.named_parameters():
+            if p.requires_grad and self.groups[name] not in (HEAD, ADAPTER):
+                penalty = penalty + ((p - self.start_weights[name]) ** 2).sum()
+        return 0.5 * self.strategy.l2sp * penalty
+
+    @torch.inference_mode()
+    def evaluate(self, split: str) -> dict:
+        self.module.eval()
+        right = seen = 0
+        total = 0.0
+        loss_fn = nn.CrossEntropyLoss()
+        for x, y in self.data.loader(split, 256, shuffle=False):
+            out = self.module(self.prep.batch(x.to(self.device)))
+            total += float(loss_fn(out, y.to(self.device))) * len(y)
+            right += int((out.argmax(1).cpu() == y).sum())
+            seen += len(y)
+        return {"accuracy": right / max(seen, 1), "loss": total / max(seen, 1)}
+
+    # ------------------------------------------------------------------ the run
+    def run(self, resume: bool = False) -> RunState:
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(self.seed)
+        if self.phases[0].reinitialize and not resume:
+            _reinitialize(self.module, self.seed)
+        first_epoch = 0
+        if resume:
+            meta = read_checkpoint_state(self.ckpt_dir, "last")
+            if meta is None:
+                raise GraftError(f"a checkpoint to resume from in {self.ckpt_dir}", "none",
+                                 "run without --resume to start afresh")
+            first_epoch = meta["state"]["epoch"]
+            _, phase, _ = self._phase_at(max(0, first_epoch - 1))  # the phase that wrote the checkpoint
+            self.optimizer = None
+            self.trainable = ()
+            self._set_trainable(phase, tuple(meta["optimizer_groups"]))
+            self.trainable = tuple(meta["trainable"])
+            load_checkpoint(self.ckpt_dir, "last", self.module, self.optimizer)
+            self.state = RunState(**meta["state"])
+            self.start_weights = {k: torch.as_tensor(v) for k, v in _load_start(self.run_dir).items()}
+        else:
+            _save_start(self.run_dir, self.start_weights)
+            (self.run_dir / "history.jsonl").write_text("")
+        session_start = time.perf_counter()
+        for epoch in range(first_epoch, self.epochs):
+            if self.state.stopped:
+                break
+            index, phase, local = self._phase_at(epoch)
+            wanted = self._trainable_now(phase, local)
+            if wanted != self.trainable or self.optimizer is None:
+                if epoch > 0 and self._phase_at(epoch - 1)[0] != index:
+                    self.optimizer = None  # a new phase: fresh optimizer
+                    self.trainable = ()
+                self._set_trainable(phase, wanted)
+            record = self._epoch(epoch, session_start)
+            if self.eval_split:
+                metrics = self.evaluate(self.eval_split)
+                record.update({f"{self.eval_split}_accuracy": metrics["accuracy"],
+                               f"{self.eval_split}_loss": metrics["loss"]})
+                self._track(metrics["accuracy"], epoch)
+            record["elapsed"] = round(self.state.seconds + time.perf_counter() - session_start, 3)
+            self.state.epoch = epoch + 1
+            self.state.history.append(record)
+            with open(self.run_dir / "history.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            state = {"state": {**self.state.__dict__,
+                               "seconds": self.state.seconds + time.perf_counter() - session_start},
+                     "trainable": list(self.trainable),
+                     "optimizer_groups": [g["graft_group"] for g in self.optimizer.param_groups]}
+            save_checkpoint(self.ckpt_dir, "last", self.module, self.optimizer, state)
+            if self.log is not None:
+                self.log(record)
+        self.state.seconds += time.perf_counter() - session_start
+        return self.state
+
+    def _track(self, accuracy: float, epoch: int) -> None:
+        s = self.state
+        if s.best is None or accuracy > s.best:
+            s.best, s.best_epoch, s.stale = accuracy, epoch + 1, 0
+            save_checkpoint(self.ckpt_dir, "best", self.module, None, {"epoch": epoch + 1, "accuracy": accuracy})
+            return
+        s.stale += 1
+        if self.plateau and s.stale and s.stale % self.plateau == 0:
+            s.lr_factor *= 0.1
+        if self.patience and s.stale >= self.patience:
+            s.stopped = "early stopping"
+
+
+def _reinitialize(module: nn.Module, seed: int) -> None:
+    """Fresh weights for every layer that knows how to reset itself (the ``scratch`` control)."""
+    torch.manual_seed(seed)
+    for m in module.modules():
+        if hasattr(m, "reset_parameters") and callable(m.reset_parameters):
+            m.reset_parameters()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+            m.reset_running_stats()
+
+
+def _save_start(run_dir: Path, weights: dict[str, torch.Tensor]) -> None:
+    from safetensors.torch import save_file
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / ".start.safetensors.tmp"
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
+    os.replace(tmp, run_dir / "checkpoints" / "start.safetensors")
+
+
+def _load_start(run_dir: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return load_file(str(run_dir / "checkpoints" / "start.safetensors"))

@@ -1,0 +1,224 @@
+"""A fine-tuning run from end to end: plan the surgery, train with a strategy, evaluate, save the run folder.
+
+Run folder (``runs/NAME``): ``config.json`` (what was asked: strategy, epochs, budget, seed, the starting
+weights' digest, the data's fingerprint), ``plan.json``, ``history.jsonl`` (one line per epoch), ``checkpoints/``
+(``last`` and ``best``: safetensors + JSON state; ``start.safetensors`` for L2-SP), ``metrics.json`` and
+``confusion.png`` (the final evaluation), ``model.safetensors`` (the adapted network with its plan and label
+names: :func:`load_run` rebuilds it from this file alone) and ``run.json`` (:class:`RunRecord`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from graft.data import Data
+from graft.data.transforms import Preprocess
+from graft.errors import GraftError
+from graft.features.cache import graft_version, weights_digest
+from graft.jsonable import JsonSerializable
+from graft.models import Backbone
+from graft.strategy.spec import Strategy, parse_strategy
+from graft.surgery.plan import SurgeryPlan
+from graft.surgery.saving import load_model, save_model
+from graft.training.engine import Trainer
+
+COMPARED = ("strategy", "epochs", "batch_size", "seed", "start_weights", "data", "label_names", "eval_split")
+
+
+@dataclass(frozen=True)
+class RunRecord(JsonSerializable):
+    """What a run did and reached (``run.json``)."""
+
+    run_dir: str
+    strategy: str
+    epochs: int
+    epochs_run: int
+    stopped: str
+    seconds: float
+    best_epoch: int
+    best_accuracy: float | None
+    final_split: str | None
+    final_accuracy: float | None
+    final_macro_f1: float | None
+    trainable_params: int
+    total_params: int
+    label_names: tuple[str, ...]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def parse_budget(value: str | float | int | None) -> float | None:
+    """``"90s"``, ``"10m"``, ``"1.5h"`` or a number of seconds -> seconds."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower()
+        units = {"s": 1, "m": 60, "h": 3600}
+        try:
+            seconds = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+        except ValueError:
+            raise GraftError("a time budget such as 90s, 10m or 1.5h", repr(value), "for example --budget 10m") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise GraftError("a positive time budget", repr(value), "for example --budget 10m")
+    return seconds
+
+
+def _epoch_seconds(backbone: Backbone, data: Data, batch_size: int, seed: int) -> float:
+    """Time of one training epoch, estimated from 3 timed steps (after one untimed) on a copy of the network."""
+    import copy
+
+    module = copy.deepcopy(backbone.module).train()
+    inp = backbone.spec.input
+    prep = Preprocess(inp.mean, inp.std, None)
+    opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad] or list(module.parameters()), lr=1e-6)
+    loader = data.loader("train", batch_size, shuffle=True, seed=seed)
+    times = []
+    for i, (x, y) in enumerate(loader):
+        t0 = time.perf_counter()
+        loss = nn.functional.cross_entropy(module(prep.batch(x)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t0)
+        if len(times) == 3:
+            break
+    per_step = sum(times) / len(times) if times else 0.0
+    return per_step * len(loader) * 1.1  # +10 %: evaluation and checkpoints
+
+
+def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str | Strategy = "full",
+              epochs: int | None = None, budget=None, batch_size: int = 32, seed: int = 0, resume: bool = False,
+              patience: int | None = None, plateau: int | None = None, plan: SurgeryPlan | None = None,
+              log=None, **strategy_options) -> RunRecord:
+    """Train ``backbone`` (already grafted to ``data``; ``plan`` is the surgery that did it) with ``strategy``.
+
+    ``epochs`` and/or ``budget`` ("10m", seconds): with a budget alone, the epochs are what fits in it
+    (estimated from a few timed steps); with both, the budget stops the run early. ``resume=True``
+    continues the interrupted run in ``out`` and refuses when the model, data or settings differ.
+    """
+    strategy = parse_strategy(strategy, **{k: v for k, v in strategy_options.items() if v is not None})
+    out = Path(out)
+    seconds = parse_budget(budget)
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise GraftError("epochs as a positive integer", repr(epochs), "for example epochs=10")
+    config_path = out / "config.json"
+    notes: list[str] = []
+    if resume:
+        if not config_path.is_file():
+            raise GraftError(f"a run to resume in {out}", "no config.json there", "start it without --resume")
+        saved = json.loads(config_path.read_text())
+        epochs = saved["epochs"] if epochs is None else epochs
+    elif (out / "checkpoints" / "last.json").exists():
+        raise GraftError(f"an empty or new run folder for {out}", "a folder that already holds a run",
+                         f"continue it with resume=True (--resume {out}), or pass another out=")
+    if epochs is None:
+        if seconds is None:
+            epochs = 10
+        else:
+            per_epoch = _epoch_seconds(backbone, data, batch_size, seed)
+            if per_epoch > seconds:
+                raise GraftError(f"a budget of at least one epoch (about {per_epoch:.0f} s here)",
+                                 f"{seconds:.0f} s", "raise --budget, or train on fewer samples")
+            epochs = max(1, min(1000, int(seconds // per_epoch)))
+            notes.append(f"budget {seconds:.0f} s: {epochs} epochs of about {per_epoch:.1f} s")
+    config = {"strategy": strategy.to_dict(), "epochs": epochs, "budget_seconds": seconds, "batch_size": batch_size,
+              "seed": seed, "start_weights": weights_digest(backbone.module), "model": backbone.spec.name,
+              "data": data.fingerprint("train"), "data_name": data.spec.name,
+              "label_names": list(data.spec.label_names), "eval_split": next(
+                  (s for s in ("val", "test") if s in data.splits), None), "graft": graft_version(),
+              "patience": patience, "plateau": plateau}
+    if resume:
+        differ = [k for k in COMPARED if saved.get(k) != config.get(k)]
+        if differ:
+            names = {"start_weights": "the starting weights", "data": "the training data"}
+            raise GraftError(f"the same model, data and settings as the run in {out}",
+                             "a different " + ", ".join(names.get(k, k) for k in differ),
+                             "resume with the original model, data and options, or start a new run (another out=)")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(config_path, config)
+        if plan is not None:
+            _write_json(out / "plan.json", plan.to_dict())
+    trainer = Trainer(backbone, data, strategy, out, epochs=epochs, batch_size=batch_size, seed=seed,
+                      budget=seconds, patience=patience, plateau=plateau, log=log)
+    state = trainer.run(resume=resume)
+    return _finish(trainer, state, backbone, data, out, strategy, epochs, notes)
+
+
+def _finish(trainer: Trainer, state, backbone: Backbone, data: Data, out: Path, strategy: Strategy, epochs: int,
+            notes: list[str]) -> RunRecord:
+    from safetensors.torch import load_file
+
+    from graft.training.metrics import classification_report, plot_confusion, predict_classes
+
+    best = out / "checkpoints" / "best.safetensors"
+    if best.is_file() and trainer.eval_split:
+        backbone.module.load_state_dict(load_file(str(best)), strict=True)
+        notes.append(f"the saved model is the best epoch on {trainer.eval_split} ({state.best_epoch})")
+    final_split = "test" if "test" in data.splits else trainer.eval_split
+    metrics = None
+    if final_split:
+        inp = backbone.spec.input
+        prep = Preprocess(inp.mean, inp.std, None)
+        y_true, y_pred = predict_classes(nn.Sequential(_Prep(prep), backbone.module),
+                                         data.loader(final_split, 256, shuffle=False))
+        metrics = classification_report(y_true, y_pred, data.spec.label_names)
+        _write_json(out / "metrics.json", {"split": final_split, **metrics.to_dict()})
+        plot_confusion(metrics, out / "confusion.png")
+    spec = replace(backbone.spec, label_names=tuple(data.spec.label_names))
+    save_model(_with_spec(backbone, spec), out / "model.safetensors")
+    total = sum(p.numel() for p in backbone.module.parameters())
+    trainable = sum(p.numel() for n, p in backbone.module.named_parameters()
+                    if trainer.groups[n] in trainer.trainable)
+    record = RunRecord(run_dir=str(out), strategy=strategy.label, epochs=epochs, epochs_run=state.epoch,
+                       stopped=state.stopped, seconds=round(state.seconds, 3), best_epoch=state.best_epoch,
+                       best_accuracy=state.best, final_split=final_split,
+                       final_accuracy=None if metrics is None else metrics.accuracy,
+                       final_macro_f1=None if metrics is None else metrics.macro_f1, trainable_params=trainable,
+                       total_params=total, label_names=tuple(data.spec.label_names), notes=tuple(notes))
+    _write_json(out / "run.json", record.to_dict())
+    return record
+
+
+class _Prep(nn.Module):
+    def __init__(self, prep: Preprocess):
+        super().__init__()
+        self.prep = prep
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.prep.batch(x)
+
+
+def _with_spec(backbone: Backbone, spec) -> Backbone:
+    copy = Backbone(backbone.module, spec)
+    if getattr(backbone, "plan", None) is not None:
+        copy.plan = backbone.plan
+    return copy
+
+
+def load_run(run_dir: str | Path) -> Backbone:
+    """The adapted network of a finished run (``run_dir/model.safetensors``), with its plan, preprocessing
+    (``spec.input.mean/std``) and label names (``spec.label_names``)."""
+    path = Path(run_dir) / "model.safetensors"
+    if not path.is_file():
+        last = Path(run_dir) / "checkpoints" / "last.json"
+        hint = (f"the run did not finish: resume it (graft fit ... --resume {run_dir})" if last.is_file()
+                else "pass the folder a graft fit run wrote")
+        raise GraftError("a finished run folder with model.safetensors", str(run_dir), hint)
+    return load_model(path)
