@@ -221,8 +221,11 @@ def fine_tune(model, data, out: str | Path, *, strategy="full", epochs: int | No
     (strategies: linear, partial:K, lp-ft, full, two-phase, gradual, scratch, adapter-warmup; ``lr=``,
     ``layer_decay=``, ``batchnorm=``, ``l2sp=``... tune them). ``resume=True`` continues an interrupted run.
     """
+    import torch
+
     from graft.training.run import fine_tune as _fine_tune
 
+    torch.manual_seed(seed)  # a randomly initialized network (pretrained=False) is then the same on every call
     backbone = model if isinstance(model, Backbone) else load_model(model, **(load_kwargs or {}))
     data = data if isinstance(data, Data) else load_data(data, **(data_kwargs or {}))
     plan = plan_surgery(backbone, data=data, **(target or {}))

@@ -134,6 +134,46 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="run folder for measures.json (and measures.png with --plot)")
     pr.add_argument("--plot", action="store_true", help="write measures.png: the per-layer curves")
 
+    f = sub.add_parser("fit", help="adapt a network to a dataset and train it with a strategy; resumable")
+    _model_args(f)
+    f.add_argument("--data", required=True, help="the new dataset (any source graft data reads)")
+    f.add_argument("--label-from", dest="label_from", help="which file-name group or table column holds the label")
+    f.add_argument("--classes", help="keep only these classes: a,b,c")
+    f.add_argument("--val", type=float, default=0.1, help="fraction of train held out for validation (default 0.1; "
+                   "used for the best checkpoint and early stopping)")
+    f.add_argument("--test", type=float, default=0.0, help="fraction of train held out for the final test, when "
+                   "the data has no test split")
+    f.add_argument("--normalize", default="none", choices=["none", "zscore", "minmax"])
+    f.add_argument("--audio", default="logmel", choices=["logmel", "mfcc"])
+    f.add_argument("--audio-layout", default="image", choices=["image", "sequence"])
+    f.add_argument("--skip-bad", action="store_true")
+    f.add_argument("--strategy", default="full", help="linear, partial:K, lp-ft, full, two-phase, gradual, scratch, "
+                   "adapter-warmup (default full)")
+    f.add_argument("--epochs", type=int, help="epochs (default 10, or what fits in --budget)")
+    f.add_argument("--budget", help="time budget: 90s, 10m, 1.5h")
+    f.add_argument("--lr", type=float, help="peak learning rate of the head (default 1e-3)")
+    f.add_argument("--batch-size", type=int, default=32)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--layer-decay", type=float, help="learning-rate factor per block going down (default 0.7)")
+    f.add_argument("--batchnorm", choices=["frozen", "adapt"], help="BatchNorm of frozen blocks (default frozen)")
+    f.add_argument("--l2sp", type=float, help="L2-SP strength (pull towards the pretrained weights; default 0)")
+    f.add_argument("--patience", type=int, help="stop after this many epochs without a better validation accuracy")
+    f.add_argument("--plateau", type=int, help="divide the learning rate by 10 after this many epochs without progress")
+    f.add_argument("--keep-rows", default="auto", choices=["auto", "require", "never"],
+                   help="keep head rows of classes matched by name (never: new head)")
+    f.add_argument("--size-mode", default="auto",
+                   choices=["auto", "native", "resize", "pad", "crop", "global_pool", "adapter"])
+    f.add_argument("--out", required=True, help="run folder (runs/NAME)")
+    f.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    f.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+
+    pd = sub.add_parser("predict", help="predictions of a finished run on a dataset (accuracy when labelled)")
+    pd.add_argument("run", help="a run folder written by graft fit")
+    pd.add_argument("--data", required=True)
+    pd.add_argument("--split", help="which split (default test, else the only one)")
+    pd.add_argument("--label-from", dest="label_from")
+    pd.add_argument("--out", help="write predictions as CSV (id, prediction, probability)")
+
     p = sub.add_parser("plan", help="what surgery would change, tensor by tensor, and why")
     _model_args(p)
     p.add_argument("--data", help="the new dataset (any source graft data reads)")
@@ -210,6 +250,42 @@ def main(argv: list[str] | None = None) -> int:
             if args.out and not args.json:
                 written = "measures.json" + (" and measures.png" if args.plot else "")
                 out.print(f"wrote {written} in {args.out}", highlight=False)
+        elif args.command == "fit":
+            from graft.api import fine_tune
+
+            def show(r: dict) -> None:
+                val = next((f", {k} {v:.3f}" for k, v in r.items() if k.endswith("_accuracy") and k != "train_accuracy"), "")
+                out.print(f"epoch {r['epoch']:>3} [{r['phase']}]: loss {r['loss']:.4f}, train {r['train_accuracy']:.3f}"
+                          f"{val} ({r['seconds']:.1f} s)", highlight=False, markup=False)
+
+            data_kwargs = {**_data_kwargs(args), "val_fraction": args.val, "test_fraction": args.test, "seed": args.seed}
+            options = dict(lr=args.lr, layer_decay=args.layer_decay, batchnorm=args.batchnorm, l2sp=args.l2sp)
+            record = fine_tune(args.model, args.data, args.out, strategy=args.strategy, epochs=args.epochs,
+                               budget=args.budget, batch_size=args.batch_size, seed=args.seed, resume=args.resume,
+                               patience=args.patience, plateau=args.plateau, load_kwargs=_load_kwargs(args),
+                               data_kwargs=data_kwargs, target={"keep_rows": args.keep_rows,
+                                                                "size_mode": args.size_mode},
+                               log=None if args.quiet else show, **{k: v for k, v in options.items() if v is not None})
+            final = (f"{record.final_split} accuracy {record.final_accuracy:.3f}, macro-F1 {record.final_macro_f1:.3f}"
+                     if record.final_accuracy is not None else "no held-out split to evaluate")
+            out.print(f"{record.strategy}: {record.epochs_run} epochs{' (' + record.stopped + ')' if record.stopped else ''}"
+                      f" in {record.seconds:.1f} s; {final}; {record.trainable_params:,} of {record.total_params:,} "
+                      f"parameters trained", highlight=False)
+            out.print(f"run folder: {record.run_dir} (graft predict {record.run_dir} --data ...)", highlight=False)
+        elif args.command == "predict":
+            from graft.api import predict
+
+            ids, labels, probs, metrics = predict(args.run, args.data, split=args.split,
+                                                  data_kwargs={"labels": args.label_from}, out=args.out)
+            if metrics is not None:
+                print(metrics.render(width=out.width))
+            else:
+                for i, lab, row in list(zip(ids, labels, probs))[:20]:
+                    out.print(f"{i}: {lab} ({row.max():.3f})", highlight=False)
+                if len(ids) > 20:
+                    out.print(f"... {len(ids) - 20} more" + (f" in {args.out}" if args.out else " (--out FILE.csv)"))
+            if args.out:
+                out.print(f"wrote {args.out}", highlight=False)
         elif args.command == "plan":
             from graft.api import plan_surgery
 

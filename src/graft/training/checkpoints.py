@@ -1,11 +1,11 @@
 """Checkpoints that survive interruption: weights and optimizer tensors in safetensors, the rest in JSON.
 
-A checkpoint ``NAME`` is three files in ``run/checkpoints/``: ``NAME.safetensors`` (the model's state dict),
-``NAME.optim.safetensors`` (every tensor of the optimizer's state) and ``NAME.json`` (epoch, step, the
-optimizer's param groups, RNG states, the trainer's counters). Each file is written to a temporary name and
-renamed into place, and the JSON, written last, names the digests of the two tensor files: a reader that
-finds a JSON whose tensor files do not match (a crash between two renames, a disk that filled up) refuses it
-rather than mixing two epochs. When a write fails, the previous checkpoint is left as it was.
+A checkpoint ``NAME`` is three files in ``run/checkpoints/``: ``NAME-<n>.safetensors`` (the model's state
+dict), ``NAME-<n>.optim.safetensors`` (every tensor of the optimizer's state) and ``NAME.json`` (epoch, step,
+the optimizer's param groups, RNG states, the trainer's counters, and the names and digests of the two tensor
+files). Each file is written to a temporary name and renamed into place; the JSON is replaced last, and a
+reader refuses a JSON whose tensor files are missing or do not match their digests. When a write fails (a
+full disk), the previous checkpoint is left whole.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -69,19 +70,39 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
 
 def save_checkpoint(folder: Path, name: str, module: nn.Module, optimizer: torch.optim.Optimizer | None,
                     state: dict) -> None:
-    """Write checkpoint ``name`` (see the module docstring); ``state`` must be JSON-serializable."""
+    """Write checkpoint ``name`` (see the module docstring); ``state`` must be JSON-serializable.
+
+    The tensor files get a fresh name each time (``NAME-<n>.safetensors``) and the JSON, replaced last, points
+    to them; the files of the previous checkpoint are removed only after that. So a failure at any point
+    leaves the previous checkpoint whole.
+    """
     folder = Path(folder)
-    weights, optim = folder / f"{name}.safetensors", folder / f"{name}.optim.safetensors"
-    _save_tensors(module.state_dict(), weights)
-    meta = {**state, "files": {weights.name: _digest(weights)}}
-    if optimizer is not None:
-        tensors, rest = _optimizer_tensors(optimizer)
-        _save_tensors(tensors, optim)
-        meta["optimizer"] = rest
-        meta["files"][optim.name] = _digest(optim)
-    meta["torch_rng"] = base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()
-    text = json.dumps(meta)
-    _atomic_write(folder / f"{name}.json", lambda tmp: Path(tmp).write_text(text))
+    folder.mkdir(parents=True, exist_ok=True)
+    tag = time.time_ns()
+    weights, optim = folder / f"{name}-{tag}.safetensors", folder / f"{name}-{tag}.optim.safetensors"
+    written = []
+    try:
+        _save_tensors(module.state_dict(), weights)
+        written.append(weights)
+        meta = {**state, "weights": weights.name, "files": {weights.name: _digest(weights)}}
+        if optimizer is not None:
+            tensors, rest = _optimizer_tensors(optimizer)
+            _save_tensors(tensors, optim)
+            written.append(optim)
+            meta["optimizer"] = rest
+            meta["optimizer_file"] = optim.name
+            meta["files"][optim.name] = _digest(optim)
+        meta["torch_rng"] = base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()
+        text = json.dumps(meta)
+        _atomic_write(folder / f"{name}.json", lambda tmp: Path(tmp).write_text(text))
+    except BaseException:
+        for path in written:  # the new files are not referenced: drop them, keep the previous checkpoint
+            path.unlink(missing_ok=True)
+        raise
+    keep = set(meta["files"])
+    for old in folder.glob(f"{name}-*.safetensors"):
+        if old.name not in keep:
+            old.unlink(missing_ok=True)
 
 
 def read_checkpoint_state(folder: Path, name: str) -> dict | None:
@@ -108,9 +129,9 @@ def load_checkpoint(folder: Path, name: str, module: nn.Module, optimizer: torch
     if meta is None:
         raise CheckpointError(f"a complete checkpoint {name!r} in {folder}", "none, or one whose files do not match",
                               "start the run afresh (without --resume)")
-    module.load_state_dict(load_file(str(Path(folder) / f"{name}.safetensors")), strict=True)
+    module.load_state_dict(load_file(str(Path(folder) / meta["weights"])), strict=True)
     if optimizer is not None and "optimizer" in meta:
-        tensors = load_file(str(Path(folder) / f"{name}.optim.safetensors"))
+        tensors = load_file(str(Path(folder) / meta["optimizer_file"]))
         state: dict = {}
         for key, value in tensors.items():
             index, field = key.split(".", 1)

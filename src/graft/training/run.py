@@ -28,6 +28,7 @@ from graft.models import Backbone
 from graft.strategy.spec import Strategy, parse_strategy
 from graft.surgery.plan import SurgeryPlan
 from graft.surgery.saving import load_model, save_model
+from graft.training.checkpoints import read_checkpoint_state
 from graft.training.engine import Trainer
 
 COMPARED = ("strategy", "epochs", "batch_size", "seed", "start_weights", "data", "label_names", "eval_split")
@@ -148,7 +149,7 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
         if differ:
             names = {"start_weights": "the starting weights", "data": "the training data"}
             raise GraftError(f"the same model, data and settings as the run in {out}",
-                             "a different " + ", ".join(names.get(k, k) for k in differ),
+                             "different " + ", ".join(names.get(k, k) for k in differ),
                              "resume with the original model, data and options, or start a new run (another out=)")
     else:
         out.mkdir(parents=True, exist_ok=True)
@@ -167,9 +168,9 @@ def _finish(trainer: Trainer, state, backbone: Backbone, data: Data, out: Path, 
 
     from graft.training.metrics import classification_report, plot_confusion, predict_classes
 
-    best = out / "checkpoints" / "best.safetensors"
-    if best.is_file() and trainer.eval_split:
-        backbone.module.load_state_dict(load_file(str(best)), strict=True)
+    best = read_checkpoint_state(out / "checkpoints", "best")
+    if best is not None and trainer.eval_split:
+        backbone.module.load_state_dict(load_file(str(out / "checkpoints" / best["weights"])), strict=True)
         notes.append(f"the saved model is the best epoch on {trainer.eval_split} ({state.best_epoch})")
     final_split = "test" if "test" in data.splits else trainer.eval_split
     metrics = None
@@ -212,13 +213,27 @@ def _with_spec(backbone: Backbone, spec) -> Backbone:
     return copy
 
 
-def load_run(run_dir: str | Path) -> Backbone:
+def load_run(run_dir: str | Path, module: nn.Module | None = None) -> Backbone:
     """The adapted network of a finished run (``run_dir/model.safetensors``), with its plan, preprocessing
-    (``spec.input.mean/std``) and label names (``spec.label_names``)."""
+    (``spec.input.mean/std``) and label names (``spec.label_names``).
+
+    Networks that graft can build (timm, zoo, and anything grafted from them) rebuild from the file alone; a
+    network of your own class needs ``module``, a fresh instance of it, into which the weights are loaded.
+    """
     path = Path(run_dir) / "model.safetensors"
     if not path.is_file():
         last = Path(run_dir) / "checkpoints" / "last.json"
         hint = (f"the run did not finish: resume it (graft fit ... --resume {run_dir})" if last.is_file()
                 else "pass the folder a graft fit run wrote")
         raise GraftError("a finished run folder with model.safetensors", str(run_dir), hint)
+    if module is not None:
+        from graft.models.checkpoint import graft_metadata
+        from graft.models import read_checkpoint
+
+        meta = graft_metadata(read_checkpoint(path))
+        spec = meta.get("spec", {})
+        inp = spec.get("input", {})
+        loaded = load_model(module, weights=str(path), label_names=spec.get("label_names"),
+                            mean=inp.get("mean"), std=inp.get("std"))
+        return loaded
     return load_model(path)

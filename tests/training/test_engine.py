@@ -1,0 +1,267 @@
+"""The trainer on tiny real networks: what each strategy trains, frozen BatchNorm, optimizer groups when blocks
+unfreeze, checkpoints, and a resumed run that ends with exactly the weights of an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+import graft
+from graft.data import load_data
+from graft.errors import GraftError
+from graft.strategy import parse_strategy, phases
+from graft.training.engine import HEAD, Trainer
+from graft.training.run import fine_tune, parse_budget
+from tests.conftest import TinyPooledCNN, randomize_bn
+
+
+class Dropped(TinyPooledCNN):
+    """TinyPooledCNN with dropout before the head: resuming must restore the RNG to reproduce it."""
+
+    def __init__(self, classes: int = 3):
+        super().__init__(classes=classes)
+        self.drop = nn.Dropout(0.3)
+
+    def forward(self, x):
+        return self.fc(self.drop(torch.flatten(self.pool(self.stage2(self.stage1(self.stem(x)))), 1)))
+
+
+def _data(n: int = 60, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    x = rng.normal(0.2, 0.2, (n, 3, 12, 12)).astype(np.float32)
+    x[np.arange(n), y] += 0.5
+    return load_data((x, y), layout="NCHW", val_fraction=0.2, seed=seed)
+
+
+def _net(seed: int = 0, cls=TinyPooledCNN):
+    torch.manual_seed(seed)
+    module = randomize_bn(cls(classes=3)).eval()
+    return graft.load_model(module, label_names=["0", "1", "2"])
+
+
+def _weights(run) -> dict[str, torch.Tensor]:
+    meta = json.loads((run / "checkpoints" / "last.json").read_text())
+    return load_file(str(run / "checkpoints" / meta["weights"]))
+
+
+# ---------------------------------------------------------------- strategies -> phases
+
+@pytest.mark.parametrize("name, expected", [
+    ("linear", [("head", 6, (HEAD,))]),
+    ("partial:2", [("top 2 blocks + head", 6, (4, 5, HEAD))]),
+    ("two-phase", [("head (body frozen)", 2, (HEAD,)), ("everything", 4, (-2, 0, 1, 2, 3, 4, 5, HEAD))]),
+    ("lp-ft", [("head (body frozen)", 2, (HEAD,)), ("everything", 4, (-2, 0, 1, 2, 3, 4, 5, HEAD))]),
+])
+def test_strategies_compile_to_phases(name, expected):
+    got = phases(parse_strategy(name), num_blocks=6, epochs=6)
+    assert [(p.name, p.epochs, p.trainable) for p in got] == expected
+
+
+def test_layer_wise_decay_lowers_lower_blocks():
+    (full,) = phases(parse_strategy("full", lr=1e-2, layer_decay=0.5), num_blocks=3, epochs=4)
+    lrs = dict(zip(full.trainable, full.lrs))
+    assert lrs[HEAD] == 1e-2 and lrs[2] == 1e-2 and lrs[1] == 5e-3 and lrs[0] == 2.5e-3
+    (two,) = phases(parse_strategy("two-phase", lr=1e-2), num_blocks=3, epochs=4)[1:]
+    assert max(two.lrs) == pytest.approx(1e-3)  # the second phase runs 10x lower
+
+
+@pytest.mark.parametrize("text, match", [
+    ("fulll", "did you mean 'full'"), ("partial", "partial:K"), ("partial:x", "partial:K"), ("full:2", "without a ':'"),
+    ("", "a strategy name"),
+])
+def test_bad_strategy_names(text, match):
+    with pytest.raises(GraftError, match=match):
+        parse_strategy(text)
+
+
+def test_bad_strategy_fits():
+    with pytest.raises(GraftError, match="at most the 6 blocks"):
+        phases(parse_strategy("partial:7"), num_blocks=6, epochs=3)
+    with pytest.raises(GraftError, match="at least 2 epochs"):
+        phases(parse_strategy("two-phase"), num_blocks=6, epochs=1)
+    with pytest.raises(GraftError, match="new input layers"):
+        phases(parse_strategy("adapter-warmup"), num_blocks=6, epochs=4, has_adapter=False)
+    with pytest.raises(GraftError, match="in range"):
+        parse_strategy("full", lr=-1.0)
+
+
+# ---------------------------------------------------------------- what trains
+
+def test_linear_trains_the_head_only_and_keeps_batchnorm_frozen(tmp_path):
+    net, data = _net(), _data()
+    before = {k: v.clone() for k, v in net.module.state_dict().items()}
+    fine_tune(net, data, tmp_path / "run", strategy="linear", epochs=2, batch_size=16)
+    after = net.module.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"fc.weight", "fc.bias"}  # BN running statistics untouched too
+
+
+def test_batchnorm_adapt_updates_frozen_blocks_statistics(tmp_path):
+    net, data = _net(), _data()
+    before = net.module.stem[1].running_mean.clone()
+    fine_tune(net, data, tmp_path / "run", strategy="linear", epochs=1, batchnorm="adapt")
+    assert not torch.equal(before, net.module.stem[1].running_mean)
+    assert torch.equal(net.module.stem[0].weight, _net().module.stem[0].weight)  # weights still frozen
+
+
+def test_partial_trains_the_top_blocks(tmp_path):
+    net, data = _net(), _data()
+    before = {k: v.clone() for k, v in net.module.named_parameters()}
+    fine_tune(net, data, tmp_path / "run", strategy="partial:2", epochs=2)
+    changed = {k for k, v in net.module.named_parameters() if not torch.equal(before[k], v)}
+    assert changed == {"stage2.0.weight", "stage2.0.bias", "stage2.1.weight", "stage2.1.bias", "fc.weight", "fc.bias"}
+
+
+def test_gradual_adds_optimizer_groups_without_losing_state(tmp_path):
+    net, data = _net(), _data()
+    trainer = Trainer(net, data, parse_strategy("gradual"), tmp_path / "run", epochs=7, batch_size=16)
+    seen = []
+    trainer.log = lambda record: seen.append((record["trainable_groups"], len(trainer.optimizer.param_groups),
+                                              sum(len(s) > 0 for s in trainer.optimizer.state.values())))
+    trainer.run()
+    groups = [g for g, _, _ in seen]
+    assert groups == sorted(groups) and groups[0] == 1 and groups[-1] > 3  # one more block at a time
+    for trainable, opt_groups, _ in seen:
+        assert opt_groups == trainable  # every trainable group is in the optimizer, once
+    states = [with_state for _, _, with_state in seen]
+    assert states == sorted(states)  # unfreezing a block adds state; it never drops the others'
+    params_in_opt = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert params_in_opt == {id(p) for p in net.module.parameters() if p.requires_grad}
+
+
+def test_scratch_starts_from_fresh_weights(tmp_path):
+    from graft.training.engine import _reinitialize
+
+    net, data = _net(), _data()
+    with torch.no_grad():
+        net.module.stem[0].weight.add_(1.0)  # "pretrained": far from any fresh initialization
+    pretrained = net.module.stem[0].weight.clone()
+    fine_tune(net, data, tmp_path / "run", strategy="scratch", epochs=1, lr=1e-12, warmup_epochs=0)
+    fresh = _net().module
+    _reinitialize(fresh, seed=0)
+    trained = net.module.stem[0].weight
+    assert torch.allclose(trained, fresh.stem[0].weight, atol=1e-6)  # lr ~0: still the fresh initialization
+    assert (trained - pretrained).abs().min() > 0.5
+
+
+def test_l2sp_keeps_weights_closer_to_the_start(tmp_path):
+    def drift(l2sp):
+        net = _net()
+        start = {k: v.detach().clone() for k, v in net.module.named_parameters()}
+        fine_tune(net, _data(), tmp_path / f"run{l2sp}", strategy="full", epochs=3, lr=1e-2, l2sp=l2sp)
+        return sum(float(((v.detach() - start[k]) ** 2).sum()) for k, v in net.module.named_parameters() if not k.startswith("fc"))
+
+    assert drift(10.0) < 0.5 * drift(0.0)
+
+
+# ---------------------------------------------------------------- runs, checkpoints, resume
+
+def test_a_run_folder_has_everything(tmp_path):
+    net = _net()
+    record = fine_tune(net, _data(), tmp_path / "run", strategy="full", epochs=2)
+    net_after = net.module.state_dict()
+    run = tmp_path / "run"
+    for name in ("config.json", "history.jsonl", "run.json", "model.safetensors", "metrics.json",
+                 "confusion.png", "checkpoints/last.json", "checkpoints/best.json", "checkpoints/start.safetensors"):
+        assert (run / name).is_file(), name
+    names = sorted(p.name for p in (run / "checkpoints").glob("*-*.safetensors"))
+    assert len(names) == 3 and sum(n.startswith("last-") for n in names) == 2  # weights + optimizer; best
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2] and all("val_accuracy" in h for h in history)
+    assert record.epochs_run == 2 and record.final_split == "val" and 0 <= record.final_accuracy <= 1
+    back = graft.load_run(run, module=TinyPooledCNN(classes=3))  # a class of our own: pass a fresh instance
+    assert back.spec.label_names == ("0", "1", "2")
+    for key, value in back.module.state_dict().items():
+        assert torch.equal(value, net_after[key]), key
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
+    """Same seed, same data: stop after epoch 2 of 4 (as Ctrl-C would), resume, and get the same weights."""
+    data = _data()
+    fine_tune(_net(cls=Dropped), data, tmp_path / "whole", strategy="two-phase", epochs=4, batch_size=8)
+
+    def stop_after_two(record):
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fine_tune(_net(cls=Dropped), data, tmp_path / "cut", strategy="two-phase", epochs=4, batch_size=8,
+                  log=stop_after_two)
+    assert json.loads((tmp_path / "cut" / "checkpoints" / "last.json").read_text())["state"]["epoch"] == 2
+    record = fine_tune(_net(cls=Dropped), data, tmp_path / "cut", strategy="two-phase", epochs=4, batch_size=8,
+                       resume=True)
+    assert record.epochs_run == 4
+    whole, cut = _weights(tmp_path / "whole"), _weights(tmp_path / "cut")
+    assert whole.keys() == cut.keys()
+    for key in whole:
+        assert torch.equal(whole[key], cut[key]), key
+
+
+def test_resume_refuses_other_data_or_settings(tmp_path):
+    data = _data()
+
+    def stop(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fine_tune(_net(), data, tmp_path / "run", strategy="full", epochs=3, log=stop)
+    with pytest.raises(GraftError, match="different the training data"):
+        fine_tune(_net(), _data(seed=1), tmp_path / "run", strategy="full", epochs=3, resume=True)
+    with pytest.raises(GraftError, match="the starting weights"):
+        fine_tune(_net(seed=5), data, tmp_path / "run", strategy="full", epochs=3, resume=True)
+    with pytest.raises(GraftError, match="strategy"):
+        fine_tune(_net(), data, tmp_path / "run", strategy="linear", epochs=3, resume=True)
+    with pytest.raises(GraftError, match="already holds a run"):
+        fine_tune(_net(), data, tmp_path / "run", strategy="full", epochs=3)
+    with pytest.raises(GraftError, match="a run to resume"):
+        fine_tune(_net(), data, tmp_path / "nothing", strategy="full", epochs=3, resume=True)
+
+
+def test_early_stopping_and_the_best_checkpoint(tmp_path):
+    record = fine_tune(_net(), _data(), tmp_path / "run", strategy="full", epochs=30, lr=0.5, patience=2)
+    assert record.stopped == "early stopping" and record.epochs_run < 30
+    best = json.loads((tmp_path / "run" / "checkpoints" / "best.json").read_text())
+    assert best["epoch"] == record.best_epoch and best["accuracy"] == record.best_accuracy
+
+
+def test_a_time_budget(tmp_path):
+    assert parse_budget("90s") == 90 and parse_budget("10m") == 600 and parse_budget("1.5h") == 5400
+    for bad in ("ten minutes", "-5m", 0):
+        with pytest.raises(GraftError, match="budget"):
+            parse_budget(bad)
+    with pytest.raises(GraftError, match="a budget of at least one epoch"):
+        fine_tune(_net(), _data(n=600), tmp_path / "tiny", strategy="full", budget=1e-4)
+    record = fine_tune(_net(), _data(), tmp_path / "run", strategy="full", epochs=50, budget=0.3)
+    assert record.stopped == "budget" and record.epochs_run < 50
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import safetensors.torch as st
+
+    run = tmp_path / "run"
+    original = st.save_file
+    calls = {"n": 0}
+
+    def full_after_a_while(tensors, path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 6:  # in the second epoch's checkpoint: the disk is full
+            raise OSError(28, "No space left on device")
+        return original(tensors, path, *args, **kwargs)
+
+    monkeypatch.setattr(st, "save_file", full_after_a_while)
+    with pytest.raises(GraftError, match="No space left on device"):
+        fine_tune(_net(), _data(), run, strategy="full", epochs=3)
+    monkeypatch.setattr(st, "save_file", original)
+    from graft.training.checkpoints import read_checkpoint_state
+
+    state = read_checkpoint_state(run / "checkpoints", "last")
+    assert state is not None and state["state"]["epoch"] == 1  # the previous checkpoint, whole
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]  # no temporary files
+    record = fine_tune(_net(), _data(), run, strategy="full", epochs=3, resume=True)  # and it resumes
+    assert record.epochs_run == 3
