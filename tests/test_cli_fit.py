@@ -70,3 +70,19 @@ def test_fit_bad_input(tmp_path, digits, capsys, extra, message):
 def test_predict_on_an_unfinished_run(tmp_path, digits, capsys):
     assert main(["predict", str(tmp_path / "nothing"), "--data", str(digits)]) == 2
     assert "a finished run folder" in capsys.readouterr().err
+
+
+def test_export_a_run_and_run_the_file(tmp_path, digits, capsys):
+    from graft.training import load_exported
+
+    run = tmp_path / "r"
+    assert main(["fit", "cifar_resnet20", "--random", "--data", str(digits), "--strategy", "linear", "--epochs", "1",
+                 "--out", str(run), "--quiet"]) == 0
+    assert main(["export", str(run), "--format", "onnx"]) == 0
+    assert "verified" in capsys.readouterr().out.lower()
+    exported = load_exported(run / "model.onnx")
+    x, y = graft.load_data(digits).arrays("test")
+    _, labels, probs, _ = graft.predict(run, digits)
+    logits = exported(x)  # raw [0, 1] inputs: the normalization is inside the exported file
+    assert (logits.argmax(1) == probs.argmax(1)).all()
+    assert main(["export", str(run), "--format", "torchscript"]) == 0 and (run / "model.pt").is_file()

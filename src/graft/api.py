@@ -26,7 +26,7 @@ from graft.training.run import RunRecord, load_run
 from graft.surgery import plan_surgery as _plan_surgery
 
 __all__ = ["describe_data", "describe_model", "extract_features", "fine_tune", "load_data", "load_model", "load_run",
-           "plan_surgery", "predict", "preprocessing", "pretrain", "probe", "save_model", "target_from_data"]
+           "export_run", "plan_surgery", "predict", "preprocessing", "pretrain", "probe", "save_model", "target_from_data"]
 
 
 def describe_model(source, **kwargs) -> BackboneSpec:
@@ -277,3 +277,32 @@ def predict(run, data, *, split: str | None = None, data_kwargs: dict | None = N
                 writer.writerow([i, lab, f"{row.max():.4f}"])
         os.replace(tmp, out)
     return ids, labels, p, metrics
+
+
+def export_run(run, format: str = "onnx", out: str | Path | None = None, *, input_size: tuple[int, ...] | None = None):
+    """Export a finished run's network (with its input normalization built in: it takes inputs as graft's
+    loaders give them) to ONNX or TorchScript, and verify the written file by running it against the network.
+
+    ``out`` defaults to ``RUN/model.onnx`` (or ``model.pt``); ``input_size`` is needed only when the network
+    does not record one. Returns the :class:`~graft.training.export.ExportReport`.
+    """
+    import torch
+
+    from graft.training.export import export_model
+    from graft.training.run import _Prep
+
+    backbone = run if isinstance(run, Backbone) else load_run(run)
+    inp = backbone.spec.input
+    size = tuple(input_size) if input_size else inp.size
+    if inp.spatial_dims and not size:
+        raise GraftError("the input size to export at", "none recorded in the network",
+                         "pass input_size=(H, W) (graft export RUN --input-size H W)")
+    if format not in ("onnx", "torchscript"):
+        raise GraftError("format onnx or torchscript", repr(format), "onnx is the one that lasts")
+    if out is None:
+        if isinstance(run, Backbone):
+            raise GraftError("out= for a network that is not a run folder", "no path", "pass out='model.onnx'")
+        out = Path(run) / ("model.onnx" if format == "onnx" else "model.pt")
+    example = torch.rand(2, inp.channels, *(size or ()))
+    module = torch.nn.Sequential(_Prep(Preprocess(inp.mean, inp.std, None)), backbone.module).eval()
+    return export_model(module, example, out, format=format)

@@ -174,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--label-from", dest="label_from")
     pd.add_argument("--out", help="write predictions as CSV (id, prediction, probability)")
 
+    ex = sub.add_parser("export", help="export a run's network to ONNX or TorchScript, verified by running the file")
+    ex.add_argument("run", help="a run folder written by graft fit")
+    ex.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
+    ex.add_argument("--out", help="file to write (default RUN/model.onnx or RUN/model.pt)")
+    ex.add_argument("--input-size", nargs="+", type=int, metavar="N", help="input size, when the run has none")
+
     p = sub.add_parser("plan", help="what surgery would change, tensor by tensor, and why")
     _model_args(p)
     p.add_argument("--data", help="the new dataset (any source graft data reads)")
@@ -286,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
                     out.print(f"... {len(ids) - 20} more" + (f" in {args.out}" if args.out else " (--out FILE.csv)"))
             if args.out:
                 out.print(f"wrote {args.out}", highlight=False)
+        elif args.command == "export":
+            from graft.api import export_run
+
+            report = export_run(args.run, args.format, args.out,
+                                input_size=tuple(args.input_size) if args.input_size else None)
+            out.print(report.render(), highlight=False)
         elif args.command == "plan":
             from graft.api import plan_surgery
 
