@@ -265,3 +265,40 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]  # no temporary files
     record = fine_tune(_net(), _data(), run, strategy="full", epochs=3, resume=True)  # and it resumes
     assert record.epochs_run == 3
+
+
+# ---------------------------------------------------------------- the cached frozen prefix
+
+@pytest.mark.parametrize("strategy", ["partial:1", "partial:3", "linear", "two-phase"])
+def test_a_cached_prefix_trains_exactly_like_recomputing_it(tmp_path, strategy):
+    data = _data()
+    results = {}
+    for cached in (True, False):
+        net = _net(cls=Dropped)
+        trainer = Trainer(net, data, parse_strategy(strategy), tmp_path / str(cached), epochs=3, batch_size=8,
+                          cache_prefix=cached)
+        trainer.run()
+        results[cached] = ({k: v.clone() for k, v in net.module.state_dict().items()},
+                           [h["cached_prefix"] for h in trainer.state.history])
+    (with_cache, flags), (without, no_flags) = results[True], results[False]
+    assert any(flags) and not any(no_flags)
+    for key in with_cache:
+        torch.testing.assert_close(with_cache[key], without[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_the_prefix_is_not_cached_when_it_cannot_be(tmp_path):
+    data = _data()
+    for strategy, options in (("full", {}), ("partial:2", {"batchnorm": "adapt"}), ("gradual", {})):
+        trainer = Trainer(_net(), data, parse_strategy(strategy, **options), tmp_path / strategy, epochs=2)
+        trainer.run()
+        assert not any(h["cached_prefix"] for h in trainer.state.history), strategy
+    trainer = Trainer(_net(), data, parse_strategy("linear"), tmp_path / "small", epochs=1, cache_limit=10)
+    trainer.run()
+    assert not trainer.state.history[0]["cached_prefix"] and "not cached" in trainer.notes[0]
+
+
+def test_loose_modules_go_with_the_block_before_them(tmp_path):
+    trainer = Trainer(_net(cls=Dropped), _data(), parse_strategy("partial:1"), tmp_path / "r", epochs=1)
+    last = len(trainer.blocks) - 1
+    assert trainer.module_groups["drop"] == last and trainer.module_groups["pool"] == last
+    assert trainer.module_groups["fc"] == HEAD and trainer.module_groups["stem.2"] == 1  # the ReLU after stem.1

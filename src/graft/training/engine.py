@@ -15,6 +15,7 @@ uninterrupted run (the loader of epoch ``e`` is shuffled by a generator seeded w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -52,30 +53,57 @@ class RunState:
     history: list[dict] = field(default_factory=list)
 
 
-def _group_of(backbone: Backbone) -> tuple[dict[str, int], list[str]]:
-    """Parameter name -> group (block index, HEAD or ADAPTER); and the body's block names."""
+def _module_groups(backbone: Backbone, example: torch.Tensor | None) -> tuple[dict[str, int], list[str]]:
+    """Module name -> group (block index, HEAD or ADAPTER); and the body's block names.
+
+    A module inside a block (or the head, or the surgery's input layer) belongs to it. A module outside every
+    block (a stem BatchNorm after the first conv, a dropout before the head, a pooling layer) belongs to the
+    last block that ran before it: the order is recorded in one forward pass on ``example``.
+    """
     spec = backbone.spec
     blocks = [b.name for b in spec.blocks if b.name != "input_layer"]
     head = spec.head.name
-    groups = {}
-    for name, _ in backbone.module.named_parameters():
+    module = backbone.module
+
+    def owner(name: str) -> int | None:
         if name == head or name.startswith(head + "."):
-            groups[name] = HEAD
-        elif name.startswith("input_layer."):
-            groups[name] = ADAPTER
-        else:
-            owner = [i for i, b in enumerate(blocks) if name.startswith(b + ".")]
-            groups[name] = owner[-1] if owner else 0
+            return HEAD
+        if name == "input_layer" or name.startswith("input_layer."):
+            return ADAPTER
+        inside = [i for i, b in enumerate(blocks) if name == b or name.startswith(b + ".")]
+        return inside[-1] if inside else None
+
+    groups = {name: owner(name) for name, _ in module.named_modules()}
+    loose = [n for n, g in groups.items() if g is None and n and not any(True for _ in module.get_submodule(n).children())]
+    after: dict[str, int] = {}
+    if loose and example is not None:
+        last = [0]
+        handles = []
+        for i, b in enumerate(blocks):
+            handles.append(module.get_submodule(b).register_forward_pre_hook(
+                lambda _m, _a, i=i: last.__setitem__(0, i)))
+        def seen(name: str):
+            def hook(_m, _a):  # a pre-hook must return None, or it replaces the module's input
+                after.setdefault(name, last[0])
+            return hook
+
+        for n in loose:
+            handles.append(module.get_submodule(n).register_forward_pre_hook(seen(n)))
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.no_grad():
+                module(example)
+        except Exception:  # noqa: BLE001 - the order is a refinement; without it loose modules go to block 0
+            after.clear()
+        finally:
+            for h in handles:
+                h.remove()
+            module.train(was_training)
+    for n in groups:
+        if groups[n] is None:
+            groups[n] = after.get(n, 0)
     return groups, blocks
-
-
-def _module_group(name: str, blocks: list[str], head: str) -> int:
-    if name == head or name.startswith(head + "."):
-        return HEAD
-    if name == "input_layer" or name.startswith("input_layer."):
-        return ADAPTER
-    owner = [i for i, b in enumerate(blocks) if name == b or name.startswith(b + ".")]
-    return owner[-1] if owner else 0
 
 
 class Trainer:
@@ -83,7 +111,8 @@ class Trainer:
 
     def __init__(self, backbone: Backbone, data: Data, strategy: Strategy, run_dir: str | Path, *, epochs: int,
                  batch_size: int = 32, seed: int = 0, budget: float | None = None, patience: int | None = None,
-                 plateau: int | None = None, eval_split: str | None = None, log=None, device: str = "cpu"):
+                 plateau: int | None = None, eval_split: str | None = None, log=None, device: str = "cpu",
+                 cache_prefix: bool = True, cache_limit: float = 2 * 2**30):
         self.backbone, self.data, self.strategy = backbone, data, strategy
         self.module = backbone.module
         self.run_dir = Path(run_dir)
@@ -93,13 +122,17 @@ class Trainer:
         self.device = torch.device(device)
         self.eval_split = eval_split if eval_split is not None else next(
             (s for s in ("val", "test") if s in data.splits), None)
-        self.groups, self.blocks = _group_of(backbone)
-        self.has_adapter = ADAPTER in self.groups.values()
-        self.phases = phases(strategy, len(self.blocks), epochs, self.has_adapter)
         inp = backbone.spec.input
         self.prep = Preprocess(inp.mean, inp.std, None)
+        first = data["train"][0][0] if len(data["train"]) else None
+        example = self.prep.batch(first[None].to(self.device)) if first is not None else None
+        self.module_groups, self.blocks = _module_groups(backbone, example)
+        self.groups = {name: self.module_groups[name.rpartition(".")[0]] for name, _ in self.module.named_parameters()}
+        self.has_adapter = ADAPTER in self.groups.values()
+        self.phases = phases(strategy, len(self.blocks), epochs, self.has_adapter)
         self.start_weights = {n: p.detach().clone() for n, p in self.module.named_parameters()}
         self.state = RunState()
+        self.use_cache, self.cache_limit, self.notes = cache_prefix, cache_limit, []
         self.optimizer: torch.optim.Optimizer | None = None
         self.trainable: tuple[int, ...] = ()
 
@@ -153,13 +186,56 @@ class Trainer:
         return torch.optim.AdamW(groups, lr=groups[0]["lr"])
 
     def _train_mode(self) -> None:
+        """Train mode, except that frozen blocks run as at inference: their BatchNorm keeps the source's
+        statistics (unless the strategy lets it adapt) and their dropout is off."""
         self.module.train()
-        if self.strategy.batchnorm == "frozen":
-            head = self.backbone.spec.head.name
-            for name, m in self.module.named_modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm) and \
-                        _module_group(name, self.blocks, head) not in self.trainable:
-                    m.eval()
+        kinds = (nn.modules.dropout._DropoutNd,) + ((nn.modules.batchnorm._BatchNorm,)
+                                                      if self.strategy.batchnorm == "frozen" else ())
+        for name, m in self.module.named_modules():
+            if isinstance(m, kinds) and self.module_groups[name] not in self.trainable:
+                m.eval()
+
+    def _cacheable_prefix(self, phase: Phase) -> list[str] | None:
+        """The frozen blocks below the first trainable one, when their outputs can be computed once."""
+        if phase.unfreeze_every or self.strategy.batchnorm != "frozen" or ADAPTER in self.trainable:
+            return None
+        body = sorted(g for g in self.trainable if g >= 0)
+        first = body[0] if body else len(self.blocks)
+        if first == 0 or body != list(range(first, len(self.blocks))):
+            return None
+        return (["input_layer"] if self.has_adapter else []) + self.blocks[:first]
+
+    def _prefix(self, phase_index: int, phase: Phase):
+        from graft.training.prefix import PrefixCache
+
+        key = (phase_index, tuple(self.trainable))
+        if getattr(self, "_cache_key", None) == key:
+            return self._cache
+        self._cache_key, self._cache = key, None
+        frozen = self._cacheable_prefix(phase)
+        if frozen is not None:
+            cache = PrefixCache(self.module, frozen, self.data.loader("train", 256, shuffle=False), 256, self.prep,
+                                self.device)
+            if cache.nbytes() <= self.cache_limit:
+                self._cache = cache
+            else:
+                self.notes.append(f"frozen prefix not cached: {cache.nbytes() / 2**30:.1f} GiB over the "
+                                  f"{self.cache_limit / 2**30:.1f} GiB limit; recomputed every epoch")
+        return self._cache
+
+    def _batches(self, epoch: int, cache):
+        """(x or None, y, cached prefix output or None) batches, in the order the shuffled loader gives."""
+        if cache is None:
+            for x, y in self.data.loader("train", self.batch_size, shuffle=True, seed=self.seed + epoch):
+                yield x, y, None
+            return
+        g = torch.Generator().manual_seed(self.seed + epoch)
+        torch.empty((), dtype=torch.int64).random_(generator=g)  # what a DataLoader draws first (its base seed)
+        order = torch.randperm(len(cache.outputs), generator=g)
+        labels = torch.as_tensor(np.asarray(self.data["train"].y))
+        for i in range(0, len(order), self.batch_size):
+            index = order[i:i + self.batch_size]
+            yield None, labels[index], cache.outputs[index]
 
     # ------------------------------------------------------------------ schedule
     def _lr_scale(self, phase: Phase, local_step: int, steps_in_phase: int, steps_per_epoch: int) -> float:
@@ -177,40 +253,47 @@ class Trainer:
     # ------------------------------------------------------------------ one epoch
     def _epoch(self, epoch: int, session_start: float) -> dict:
         index, phase, local = self._phase_at(epoch)
-        loader = self.data.loader("train", self.batch_size, shuffle=True, seed=self.seed + epoch)
-        steps_per_epoch = max(1, len(loader))
+        steps_per_epoch = max(1, math.ceil(len(self.data["train"]) / self.batch_size))
         phase_start = sum(p.epochs for p in self.phases[:index])
+        t0 = time.perf_counter()
+        cache = self._prefix(index, phase) if self.use_cache else None
         self._train_mode()
         loss_fn = nn.CrossEntropyLoss(label_smoothing=self.strategy.label_smoothing)
         total, right, seen = 0.0, 0, 0
-        t0 = time.perf_counter()
-        for i, (x, y) in enumerate(loader):
-            scale = self._lr_scale(phase, (epoch - phase_start) * steps_per_epoch + i, phase.epochs * steps_per_epoch,
-                                   steps_per_epoch) * self.state.lr_factor
-            for group in self.optimizer.param_groups:
-                group["lr"] = group["base_lr"] * scale
-            x, y = self.prep.batch(x.to(self.device)), y.to(self.device)
-            out = self.module(x)
-            loss = loss_fn(out, y)
-            if self.strategy.l2sp:
-                loss = loss + self._l2sp()
-            if not torch.isfinite(loss):
-                raise GraftError("a finite training loss", f"{loss.item()} at epoch {epoch + 1}",
-                                 "lower the learning rate or check the inputs for extreme values")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.state.step += 1
-            total += float(loss.detach()) * len(y)
-            right += int((out.argmax(1) == y).sum())
-            seen += len(y)
-            if self.budget is not None and self.state.seconds + (time.perf_counter() - session_start) > self.budget:
-                self.state.stopped = "budget"
-                break
+        context = cache.swapped() if cache is not None else contextlib.nullcontext()
+        with context:
+            for i, (x, y, cached) in enumerate(self._batches(epoch, cache)):
+                scale = self._lr_scale(phase, (epoch - phase_start) * steps_per_epoch + i,
+                                       phase.epochs * steps_per_epoch, steps_per_epoch) * self.state.lr_factor
+                for group in self.optimizer.param_groups:
+                    group["lr"] = group["base_lr"] * scale
+                y = y.to(self.device)
+                if cached is not None:
+                    cache.batch = cached.to(self.device)
+                    out = self.module(cache.dummy_input(len(y)))
+                else:
+                    out = self.module(self.prep.batch(x.to(self.device)))
+                loss = loss_fn(out, y)
+                if self.strategy.l2sp:
+                    loss = loss + self._l2sp()
+                if not torch.isfinite(loss):
+                    raise GraftError("a finite training loss", f"{loss.item()} at epoch {epoch + 1}",
+                                     "lower the learning rate or check the inputs for extreme values")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.state.step += 1
+                total += float(loss.detach()) * len(y)
+                right += int((out.argmax(1) == y).sum())
+                seen += len(y)
+                if self.budget is not None and \
+                        self.state.seconds + (time.perf_counter() - session_start) > self.budget:
+                    self.state.stopped = "budget"
+                    break
         record = {"epoch": epoch + 1, "phase": phase.name, "trainable_groups": len(self.trainable),
                   "loss": total / max(seen, 1), "train_accuracy": right / max(seen, 1),
                   "lr": {str(g["graft_group"]): g["lr"] for g in self.optimizer.param_groups},
-                  "seconds": round(time.perf_counter() - t0, 3)}
+                  "seconds": round(time.perf_counter() - t0, 3), "cached_prefix": cache is not None}
         return record
 
     def _l2sp(self) -> torch.Tensor:

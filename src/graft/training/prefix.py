@@ -1,0 +1,103 @@
+"""Computing a frozen prefix once: ``partial:K`` then only runs the blocks that train, every epoch.
+
+When the lower blocks are frozen (and BatchNorm in them keeps the source's statistics) and no random
+augmentation is applied, their output for a sample is the same in every epoch. :class:`PrefixCache` runs the
+prefix once over the training split (eval mode, ``inference_mode``) and keeps the output of the last frozen
+block in memory. During training, the frozen blocks are swapped for placeholders: each returns a zero-cost
+tensor of its usual output shape (``expand`` of a scalar), except the last one, which returns the cached
+outputs of the batch. So the network's own ``forward`` still runs (whatever it does between blocks), but the
+frozen convolutions do not. The batches follow the permutation a shuffled ``DataLoader`` with the same
+generator would draw, so cached and uncached training see the same batches in the same order.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+class _Placeholder(nn.Module):
+    """Stands in for a frozen block: returns a tensor of the block's output shape, or the cached batch."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: torch.dtype, source=None):
+        super().__init__()
+        self.shape, self.dtype, self.source = shape, dtype, source
+
+    def forward(self, *args, **kwargs):
+        if self.source is not None:
+            return self.source()
+        n = next((a.shape[0] for a in args if isinstance(a, torch.Tensor)), 1)
+        return torch.zeros((), dtype=self.dtype).expand(n, *self.shape)
+
+
+def _set(module: nn.Module, name: str, new: nn.Module) -> nn.Module:
+    parent_name, _, child = name.rpartition(".")
+    parent = module.get_submodule(parent_name) if parent_name else module
+    old = getattr(parent, child)
+    setattr(parent, child, new)
+    return old
+
+
+class PrefixCache:
+    """The outputs of the frozen blocks ``frozen`` (names, in execution order) for every training sample."""
+
+    def __init__(self, module: nn.Module, frozen: list[str], inputs, batch_size: int, prep, device):
+        self.module, self.frozen = module, list(frozen)
+        self.shapes: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
+        outputs = []
+        last = module.get_submodule(self.frozen[-1])
+        handles = [module.get_submodule(n).register_forward_hook(self._shape_hook(n)) for n in self.frozen]
+
+        def stop(_m, _a, out):
+            raise _Done(out)
+
+        handles.append(last.register_forward_hook(stop))
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.inference_mode():
+                for x, _ in inputs:
+                    try:
+                        module(prep.batch(x.to(device)))
+                    except _Done as done:
+                        outputs.append(done.output.detach().clone())
+        finally:
+            for h in handles:
+                h.remove()
+            module.train(was_training)
+        self.outputs = torch.cat(outputs) if outputs else torch.zeros(0)
+        self.input_shape = tuple(x.shape[1:]) if outputs else ()
+        self.batch: torch.Tensor | None = None
+
+    def _shape_hook(self, name):
+        def hook(_m, _a, out):
+            if name not in self.shapes and isinstance(out, torch.Tensor):
+                self.shapes[name] = (tuple(out.shape[1:]), out.dtype)
+        return hook
+
+    def nbytes(self) -> int:
+        return self.outputs.numel() * self.outputs.element_size()
+
+    @contextmanager
+    def swapped(self):
+        """Within: the frozen blocks are placeholders; ``self.batch`` is what the last one returns."""
+        originals = {}
+        try:
+            for name in self.frozen:
+                shape, dtype = self.shapes[name]
+                source = (lambda: self.batch) if name == self.frozen[-1] else None
+                originals[name] = _set(self.module, name, _Placeholder(shape, dtype, source))
+            yield self
+        finally:
+            for name, old in originals.items():
+                _set(self.module, name, old)
+
+    def dummy_input(self, n: int) -> torch.Tensor:
+        return torch.zeros(()).expand(n, *self.input_shape)
+
+
+class _Done(Exception):
+    def __init__(self, output):
+        self.output = output
