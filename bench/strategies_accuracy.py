@@ -79,10 +79,13 @@ def main() -> None:
         results.append(entry)
         rows.append([strategy, f"{entry['mean']:.3f} ± {entry['stdev']:.3f}", f"{entry['seconds_mean']:.0f} s",
                      f"{runs[0]['trainable_params']:,}"])
+        write_json(args.out, {"environment": environment(), "epochs": args.epochs, "seeds": args.seeds,
+                              "size": args.size, "per_class": args.per_class, "strategies": results,
+                              "complete": False})  # after every strategy: a cut run keeps what it measured
     print()
     print(markdown_table(["strategy", "test accuracy (mean ± sd)", "time per run", "trainable parameters (end)"], rows))
     write_json(args.out, {"environment": environment(), "epochs": args.epochs, "seeds": args.seeds, "size": args.size,
-                          "per_class": args.per_class, "strategies": results})
+                          "per_class": args.per_class, "strategies": results, "complete": True})
 
 
 if __name__ == "__main__":

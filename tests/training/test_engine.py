@@ -302,3 +302,22 @@ def test_loose_modules_go_with_the_block_before_them(tmp_path):
     last = len(trainer.blocks) - 1
     assert trainer.module_groups["drop"] == last and trainer.module_groups["pool"] == last
     assert trainer.module_groups["fc"] == HEAD and trainer.module_groups["stem.2"] == 1  # the ReLU after stem.1
+
+
+def test_folded_batchnorm_stays_in_inference_mode(tmp_path):
+    """Identity statistics with a learned shift (BN folded into the conv, as in the Coral MobileNets): batch
+    statistics would normalize the folded activations away, so these layers keep inference mode."""
+    net = _net()
+    with torch.no_grad():
+        for bn in (net.module.stem[1], net.module.stage2[1]):
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0)
+            bn.bias.fill_(-0.5)
+    trainer = Trainer(net, _data(), parse_strategy("full"), tmp_path / "r", epochs=1)
+    assert trainer.folded_bn == {"stem.1", "stage2.1"} and "identity statistics" in trainer.notes[0]
+    trainer.run()
+    assert torch.equal(net.module.stem[1].running_var, torch.ones(8))  # never updated from batches
+    assert not torch.equal(net.module.stage1[1].running_var, _net().module.stage1[1].running_var)  # a normal BN
+    fresh = Trainer(graft.load_model(TinyPooledCNN(classes=3)), _data(), parse_strategy("full"), tmp_path / "f",
+                    epochs=1)
+    assert fresh.folded_bn == set()  # a freshly built BN (scale 1, shift 0) trains normally

@@ -106,6 +106,22 @@ def _module_groups(backbone: Backbone, example: torch.Tensor | None) -> tuple[di
     return groups, blocks
 
 
+def _folded_batchnorms(module: nn.Module, tolerance: float = 1e-3) -> set[str]:
+    """BatchNorm layers whose statistics are the identity (mean 0, variance 1) while their affine part is not
+    (a scale or shift away from 1 and 0): BatchNorm folded into the preceding convolution, then restored as
+    an identity that carries the folded bias (the Coral MobileNets). A freshly built BN (scale 1, shift 0) is
+    not one of them: it trains normally."""
+    found = set()
+    for name, m in module.named_modules():
+        if not isinstance(m, nn.modules.batchnorm._BatchNorm) or m.running_mean is None or not m.affine:
+            continue
+        identity = bool((m.running_mean.abs() <= tolerance).all() and ((m.running_var - 1).abs() <= tolerance).all())
+        learned = bool(((m.weight - 1).abs() > tolerance).any() or (m.bias.abs() > tolerance).any())
+        if identity and learned:
+            found.add(name)
+    return found
+
+
 class Trainer:
     """Runs ``strategy`` on ``backbone`` (already grafted to the data) and writes ``run_dir``."""
 
@@ -133,6 +149,12 @@ class Trainer:
         self.start_weights = {n: p.detach().clone() for n, p in self.module.named_parameters()}
         self.state = RunState()
         self.use_cache, self.cache_limit, self.notes = cache_prefix, cache_limit, []
+        self.folded_bn = set() if self.phases[0].reinitialize else _folded_batchnorms(self.module)
+        if self.folded_bn:
+            self.notes.append(f"{len(self.folded_bn)} BatchNorm layers hold identity statistics with a learned shift "
+                              "(BatchNorm folded into the convolutions, as in quantized models): they stay in inference "
+                              "mode, since normalizing with batch statistics would undo the folding; their scale and "
+                              "shift still train")
         self.optimizer: torch.optim.Optimizer | None = None
         self.trainable: tuple[int, ...] = ()
 
@@ -192,7 +214,7 @@ class Trainer:
         kinds = (nn.modules.dropout._DropoutNd,) + ((nn.modules.batchnorm._BatchNorm,)
                                                       if self.strategy.batchnorm == "frozen" else ())
         for name, m in self.module.named_modules():
-            if isinstance(m, kinds) and self.module_groups[name] not in self.trainable:
+            if (isinstance(m, kinds) and self.module_groups[name] not in self.trainable) or name in self.folded_bn:
                 m.eval()
 
     def _cacheable_prefix(self, phase: Phase) -> list[str] | None:

@@ -159,7 +159,7 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
     trainer = Trainer(backbone, data, strategy, out, epochs=epochs, batch_size=batch_size, seed=seed,
                       budget=seconds, patience=patience, plateau=plateau, log=log)
     state = trainer.run(resume=resume)
-    return _finish(trainer, state, backbone, data, out, strategy, epochs, notes)
+    return _finish(trainer, state, backbone, data, out, strategy, epochs, notes + trainer.notes)
 
 
 def _finish(trainer: Trainer, state, backbone: Backbone, data: Data, out: Path, strategy: Strategy, epochs: int,
