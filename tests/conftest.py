@@ -68,6 +68,18 @@ def randomize_bn(module: nn.Module, seed: int = 0) -> nn.Module:
     return module
 
 
+def write_shades(path: Path, n: int = 90, train: int = 60, *, seed: int = 0, step: float = 60.0,
+                 labels=("dark", "grey", "light")) -> Path:
+    """An .npz of ``n`` grey 12x12 uint8 images whose classes differ in brightness (``step`` apart): the first
+    ``train`` are the training split, the rest the test split; ``labels`` name the classes."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % len(labels)
+    x = (rng.normal(60, 20, (n, 12, 12)) + step * y[:, None, None]).clip(0, 255).astype(np.uint8)
+    np.savez(path, x_train=x[:train], y_train=y[:train], x_test=x[train:], y_test=y[train:],
+             label_names=np.array(list(labels)))
+    return path
+
+
 @pytest.fixture
 def keras_cnn() -> KerasStyleCNN:
     torch.manual_seed(0)

@@ -57,17 +57,25 @@ def test_demo_exits_0_and_writes_the_run_folder(demo):
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert {p.name for p in out.iterdir()} >= {"model.safetensors", "plan.json", "backbone.json", "dataset.json",
-                                                "demo.json"}
+                                                "demo.json", "measures.json", "advice.json", "comparison.json",
+                                                "report.html", "metrics.json", "learning_curves.png"}
     assert "graft demo" in proc.stdout and "reloaded model.safetensors" in proc.stdout
+    for stage in ("the plan", "measure every layer", "compare strategies", "fit with the advice", "report:"):
+        assert stage in proc.stdout, stage
 
 
 def test_demo_measurements(demo):
     _, out = demo
     summary = json.loads((out / "demo.json").read_text())
     assert summary["samples"] == 2000
-    assert summary["logits_shape"] == [2000, 10]
+    assert summary["logits_shape"] == [400, 10]  # the 20 % test split
     assert summary["reload_max_abs_diff"] < 1e-6, "the saved file alone rebuilds the same network"
     assert summary["forward_seconds"] > 0 and summary["total_seconds"] >= summary["forward_seconds"]
+    advice = json.loads((out / "advice.json").read_text())
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert summary["advice"] == advice["strategy"] and summary["best_compared"] == comparison["best"]
+    assert len(comparison["strategies"]) + len(comparison["dropped"]) == 5
+    assert summary["test_accuracy"] > 0.5  # a trained head, far above chance (0.1)
 
 
 def test_demo_writes_plan_spec_and_dataset_as_json(demo):
@@ -339,3 +347,11 @@ def test_plan_mobilenet_to_grey_fish(capsys):
     assert rows == [0, 1, None] and sum(r is not None for r in rows) == 2
     assert plan.result_head.num_classes == 3 and plan.result_labels == ("tench", "goldfish", "my_fish")
     assert (plan.result_input.channels, plan.result_input.size) == (1, (124, 124))
+
+
+def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
+    from graft.cli import main
+
+    (tmp_path / "mine.txt").write_text("keep me")
+    assert main(["demo", "--out", str(tmp_path)]) == 2
+    assert "other files" in " ".join(capsys.readouterr().err.split()) and (tmp_path / "mine.txt").read_text() == "keep me"

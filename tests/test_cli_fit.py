@@ -6,22 +6,18 @@ import csv
 import json
 
 import numpy as np
+import torch
 import pytest
 
 import graft
 from graft.cli import main
+from tests.conftest import write_shades
 
 
 @pytest.fixture
 def digits(tmp_path):
     """90 grey 12x12 images of 3 classes told apart by brightness, with a test split."""
-    rng = np.random.default_rng(0)
-    y = np.arange(90) % 3
-    x = (rng.normal(60, 20, (90, 12, 12)) + 60 * y[:, None, None]).clip(0, 255).astype(np.uint8)
-    path = tmp_path / "digits.npz"
-    np.savez(path, x_train=x[:60], y_train=y[:60], x_test=x[60:], y_test=y[60:],
-             label_names=np.array(["dark", "grey", "light"]))
-    return path
+    return write_shades(tmp_path / "digits.npz")
 
 
 def test_fit_then_predict(tmp_path, digits, capsys):
@@ -86,3 +82,65 @@ def test_export_a_run_and_run_the_file(tmp_path, digits, capsys):
     logits = exported(x)  # raw [0, 1] inputs: the normalization is inside the exported file
     assert (logits.argmax(1) == probs.argmax(1)).all()
     assert main(["export", str(run), "--format", "torchscript"]) == 0 and (run / "model.pt").is_file()
+
+
+def test_continue_a_finished_run_on_new_data(tmp_path, digits, capsys):
+    """A finished run is a model: `graft fit RUN --data NEW` grafts it again (classes kept by name), and the
+    result reloads from its folder alone, through both plans, twice over."""
+    more = write_shades(tmp_path / "more.npz", 120, 80, seed=1, step=50,
+                        labels=("dark", "grey", "light", "white"))
+    first, second, third = tmp_path / "r1", tmp_path / "r2", tmp_path / "r3"
+    common = ["--strategy", "full", "--epochs", "2", "--lr", "0.01", "--quiet"]
+    assert main(["fit", "cifar_resnet20", "--random", "--data", str(digits), "--out", str(first), *common]) == 0
+    assert main(["fit", str(first), "--data", str(more), "--out", str(second), *common]) == 0
+    head = next(s for s in json.loads((second / "plan.json").read_text())["steps"] if s["kind"] == "head")
+    assert head["params"]["rows"] == [0, 1, 2, None]  # dark, grey, light carried over; white is new
+    net = graft.load_run(second)
+    assert net.spec.label_names == ("dark", "grey", "light", "white") and len(net.plans) == 2
+    _, _, _, metrics = graft.predict(second, more)
+    assert metrics.accuracy == pytest.approx(json.loads((second / "metrics.json").read_text())["accuracy"])
+    # the same data again: a plan with nothing to change, a third link in the chain
+    assert main(["fit", str(second), "--data", str(more), "--out", str(third), *common]) == 0
+    assert len(graft.load_run(third).plans) == 3
+    capsys.readouterr()
+
+
+def test_resume_after_a_kill(tmp_path, digits):
+    """SIGKILL a real `graft fit` process mid-run (wherever it is: mid-epoch or mid-write), resume it, and end
+    with exactly the weights of a run that was never interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    rng = np.random.default_rng(2)
+    y = np.arange(600) % 3
+    x = (rng.normal(60, 20, (600, 16, 16)) + 60 * y[:, None, None]).clip(0, 255).astype(np.uint8)
+    data = tmp_path / "big.npz"
+    np.savez(data, x_train=x[:540], y_train=y[:540], x_test=x[540:], y_test=y[540:])
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+    def command(out):
+        return [sys.executable, "-m", "graft", "fit", "cifar_resnet20", "--random", "--data", str(data), "--strategy",
+                "two-phase", "--epochs", "5", "--batch-size", "16", "--lr", "0.01", "--out", str(out), "--quiet"]
+
+    killed = subprocess.Popen(command(tmp_path / "cut"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = tmp_path / "cut" / "checkpoints" / "last.json"
+    deadline = time.monotonic() + 120
+    while not last.is_file() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # into the second epoch (or the write of its checkpoint)
+    assert killed.poll() is None, "the run ended before it could be killed: " + killed.stderr.read().decode()
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    epoch = json.loads(last.read_text())["state"]["epoch"]
+    assert 1 <= epoch < 5 and not (tmp_path / "cut" / "model.safetensors").exists()
+    subprocess.run([*command(tmp_path / "cut"), "--resume"], env=env, check=True, capture_output=True)
+    subprocess.run(command(tmp_path / "whole"), env=env, check=True, capture_output=True)
+    cut, whole = load_file(str(tmp_path / "cut" / "model.safetensors")), load_file(str(tmp_path / "whole" / "model.safetensors"))
+    assert cut.keys() == whole.keys()
+    for key in whole:
+        assert torch.equal(cut[key], whole[key]), key

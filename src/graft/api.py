@@ -97,7 +97,7 @@ def extract_features(model, data, *, split: str = "train", layers=None, load_kwa
 
 def probe(model, data, *, split: str = "train", eval_split: str | None = "auto", layers=None,
           out: str | Path | None = None, plot: bool = False, source_data=None, source_split: str = "train",
-          input_size: tuple[int, ...] | None = None, batch_size: int = 64, folds: int = 5, seed: int = 0,
+          input_size: tuple[int, ...] | None = None, batch_size: int | None = None, folds: int = 5, seed: int = 0,
           max_samples: int | None = None, load_kwargs: dict | None = None, data_kwargs: dict | None = None,
           cache_dir: str | Path | None = None, log=None) -> Measures:
     """Measure how well each layer of ``model`` transfers to ``data``: linear-probe accuracy, LogME, H-score and
@@ -193,8 +193,8 @@ def pretrain(arch: str, data: Data | str | Path, out: str | Path, *, epochs: int
         if log is not None:
             log(entry)
 
-    result = fit(backbone.module, data.loader("train", batch_size, seed=seed),
-                 data.loader(eval_split, 256, shuffle=False) if eval_split else None, epochs=epochs, lr=lr,
+    evaluation = data.loader(eval_split, data.inference_batch_size(eval_split), shuffle=False) if eval_split else None
+    result = fit(backbone.module, data.loader("train", batch_size, seed=seed), evaluation, epochs=epochs, lr=lr,
                  seed=seed, eval_split=eval_split, log=record)
     backbone.spec = replace(backbone.spec, weights=str(out / "model.safetensors"),
                             notes=(*backbone.spec.notes, f"pretrained by graft on {spec.name} for {epochs} epochs"))
@@ -213,26 +213,41 @@ def _write_json(path: Path, obj) -> None:
 def fine_tune(model, data, out: str | Path, *, strategy="full", epochs: int | None = None, budget=None,
               batch_size: int = 32, seed: int = 0, resume: bool = False, patience: int | None = None,
               plateau: int | None = None, load_kwargs: dict | None = None, data_kwargs: dict | None = None,
-              target: dict | None = None, log=None, **strategy_options) -> RunRecord:
+              target: dict | None = None, log=None, progress=True, report: bool = True,
+              **strategy_options) -> RunRecord:
     """Adapt ``model`` to ``data`` and train it with ``strategy`` into the run folder ``out``.
 
     The surgery is planned from the data (``target`` overrides fields: ``keep_rows``, ``size_mode``...), applied
     to a copy, and written to ``out/plan.json``; then :func:`graft.training.run.fine_tune` trains it
     (strategies: linear, partial:K, lp-ft, full, two-phase, gradual, scratch, adapter-warmup; ``lr=``,
-    ``layer_decay=``, ``batchnorm=``, ``l2sp=``... tune them). ``resume=True`` continues an interrupted run.
+    ``layer_decay=``, ``batchnorm=``, ``l2sp=``... tune them). ``resume=True`` continues an interrupted run;
+    ``model`` may be a finished run folder, to continue training it (on new data: the plan keeps the head rows
+    of classes it already knows, by name). ``strategy="auto"``: the advisor decides (:func:`graft.pipeline.fit_auto`).
+    The run folder gets ``report.html`` (``report=False``: not).
     """
     import torch
 
     from graft.training.run import fine_tune as _fine_tune
 
+    if strategy == "auto":
+        from graft.pipeline import fit_auto
+
+        return fit_auto(model, data, out, budget=budget, epochs=epochs, batch_size=batch_size, seed=seed,
+                        resume=resume, target=target, load_kwargs=load_kwargs, data_kwargs=data_kwargs,
+                        epoch_log=log, progress=progress, patience=patience, plateau=plateau, **strategy_options)[0]
     torch.manual_seed(seed)  # a randomly initialized network (pretrained=False) is then the same on every call
     backbone = model if isinstance(model, Backbone) else load_model(model, **(load_kwargs or {}))
     data = data if isinstance(data, Data) else load_data(data, **(data_kwargs or {}))
     plan = plan_surgery(backbone, data=data, **(target or {}))
     grafted = plan.apply(backbone)
-    return _fine_tune(grafted, data, out, strategy=strategy, epochs=epochs, budget=budget, batch_size=batch_size,
-                      seed=seed, resume=resume, patience=patience, plateau=plateau, plan=plan, log=log,
-                      **strategy_options)
+    record = _fine_tune(grafted, data, out, strategy=strategy, epochs=epochs, budget=budget, batch_size=batch_size,
+                        seed=seed, resume=resume, patience=patience, plateau=plateau, plan=plan, log=log,
+                        progress=progress, **strategy_options)
+    if report:
+        from graft.report.html import write_report
+
+        write_report(out)
+    return record
 
 
 def predict(run, data, *, split: str | None = None, data_kwargs: dict | None = None, out: str | Path | None = None):
@@ -255,7 +270,7 @@ def predict(run, data, *, split: str | None = None, data_kwargs: dict | None = N
     module = backbone.module.eval()
     probs = []
     with torch.inference_mode():
-        for x, _ in data.loader(split, 256, shuffle=False):
+        for x, _ in data.loader(split, data.inference_batch_size(split), shuffle=False):
             probs.append(torch.softmax(module(prep.batch(x)), 1).numpy())
     p = np.concatenate(probs) if probs else np.zeros((0, len(names)))
     pred = p.argmax(1)

@@ -81,6 +81,22 @@ def _data_kwargs(a: argparse.Namespace) -> dict:
                 on_error="skip" if a.skip_bad else "raise")
 
 
+def train_data_args(p: argparse.ArgumentParser) -> None:
+    """The model and data options of the commands that train (fit, compare, advise)."""
+    _model_args(p)
+    p.add_argument("--data", required=True, help="the new dataset (any source graft data reads)")
+    p.add_argument("--label-from", dest="label_from", help="which file-name group or table column holds the label")
+    p.add_argument("--classes", help="keep only these classes: a,b,c")
+    p.add_argument("--val", type=float, default=0.1, help="fraction of train held out for validation (default 0.1; "
+                   "used for the best checkpoint and early stopping)")
+    p.add_argument("--test", type=float, default=0.0, help="fraction of train held out for the final test, when "
+                   "the data has no test split")
+    p.add_argument("--normalize", default="none", choices=["none", "zscore", "minmax"])
+    p.add_argument("--audio", default="logmel", choices=["logmel", "mfcc"])
+    p.add_argument("--audio-layout", default="image", choices=["image", "sequence"])
+    p.add_argument("--skip-bad", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="graft", description="Take a trained network to a new dataset.")
     parser.add_argument("--version", action="version", version=f"graft {__version__}")
@@ -128,27 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "val, else cv")
     pr.add_argument("--max-samples", type=int, help="at most this many samples per split (stratified draw)")
     pr.add_argument("--input-size", nargs="+", type=int, metavar="N", help="resize inputs to H W (or L) first")
-    pr.add_argument("--batch-size", type=int, default=64)
+    pr.add_argument("--batch-size", type=int, default=None, help="samples per forward pass (default: chosen from the input size)")
     pr.add_argument("--source-data", help="a sample of the source's data, for similarity when the network's "
                     "BatchNorm layers hold no statistics")
     pr.add_argument("--out", help="run folder for measures.json (and measures.png with --plot)")
     pr.add_argument("--plot", action="store_true", help="write measures.png: the per-layer curves")
 
     f = sub.add_parser("fit", help="adapt a network to a dataset and train it with a strategy; resumable")
-    _model_args(f)
-    f.add_argument("--data", required=True, help="the new dataset (any source graft data reads)")
-    f.add_argument("--label-from", dest="label_from", help="which file-name group or table column holds the label")
-    f.add_argument("--classes", help="keep only these classes: a,b,c")
-    f.add_argument("--val", type=float, default=0.1, help="fraction of train held out for validation (default 0.1; "
-                   "used for the best checkpoint and early stopping)")
-    f.add_argument("--test", type=float, default=0.0, help="fraction of train held out for the final test, when "
-                   "the data has no test split")
-    f.add_argument("--normalize", default="none", choices=["none", "zscore", "minmax"])
-    f.add_argument("--audio", default="logmel", choices=["logmel", "mfcc"])
-    f.add_argument("--audio-layout", default="image", choices=["image", "sequence"])
-    f.add_argument("--skip-bad", action="store_true")
+    train_data_args(f)
     f.add_argument("--strategy", default="full", help="linear, partial:K, lp-ft, full, two-phase, gradual, scratch, "
-                   "adapter-warmup (default full)")
+                   "adapter-warmup, or auto (the advisor decides; short trials when it is unsure) (default full)")
     f.add_argument("--epochs", type=int, help="epochs (default 10, or what fits in --budget)")
     f.add_argument("--budget", help="time budget: 90s, 10m, 1.5h")
     f.add_argument("--lr", type=float, help="peak learning rate of the head (default 1e-3)")
@@ -166,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", required=True, help="run folder (runs/NAME)")
     f.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     f.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+
+    from graft.cli_evidence import add_parsers
+
+    add_parsers(sub)
 
     pd = sub.add_parser("predict", help="predictions of a finished run on a dataset (accuracy when labelled)")
     pd.add_argument("run", help="a run folder written by graft fit")
@@ -266,18 +275,31 @@ def main(argv: list[str] | None = None) -> int:
 
             data_kwargs = {**_data_kwargs(args), "val_fraction": args.val, "test_fraction": args.test, "seed": args.seed}
             options = dict(lr=args.lr, layer_decay=args.layer_decay, batchnorm=args.batchnorm, l2sp=args.l2sp)
-            record = fine_tune(args.model, args.data, args.out, strategy=args.strategy, epochs=args.epochs,
-                               budget=args.budget, batch_size=args.batch_size, seed=args.seed, resume=args.resume,
-                               patience=args.patience, plateau=args.plateau, load_kwargs=_load_kwargs(args),
-                               data_kwargs=data_kwargs, target={"keep_rows": args.keep_rows,
-                                                                "size_mode": args.size_mode},
-                               log=None if args.quiet else show, **{k: v for k, v in options.items() if v is not None})
+            common = dict(epochs=args.epochs, budget=args.budget, batch_size=args.batch_size, seed=args.seed,
+                          resume=args.resume, patience=args.patience, plateau=args.plateau,
+                          load_kwargs=_load_kwargs(args), data_kwargs=data_kwargs, progress=not args.quiet,
+                          target={"keep_rows": args.keep_rows, "size_mode": args.size_mode},
+                          **{k: v for k, v in options.items() if v is not None})
+            if args.strategy.strip().lower() == "auto":
+                from graft.pipeline import fit_auto
+
+                record, _ = fit_auto(args.model, args.data, args.out, log=lambda m: out.print(m, highlight=False,
+                                                                                             markup=False),
+                                     epoch_log=None if args.quiet else show, **common)
+            else:
+                record = fine_tune(args.model, args.data, args.out, strategy=args.strategy,
+                                   log=None if args.quiet else show, **common)
             final = (f"{record.final_split} accuracy {record.final_accuracy:.3f}, macro-F1 {record.final_macro_f1:.3f}"
                      if record.final_accuracy is not None else "no held-out split to evaluate")
             out.print(f"{record.strategy}: {record.epochs_run} epochs{' (' + record.stopped + ')' if record.stopped else ''}"
                       f" in {record.seconds:.1f} s; {final}; {record.trainable_params:,} of {record.total_params:,} "
                       f"parameters trained", highlight=False)
-            out.print(f"run folder: {record.run_dir} (graft predict {record.run_dir} --data ...)", highlight=False)
+            out.print(f"run folder: {record.run_dir} (graft predict {record.run_dir} --data ...); report: "
+                      f"{Path(record.run_dir) / 'report.html'}", highlight=False)
+        elif args.command in ("compare", "advise", "report"):
+            from graft.cli_evidence import run_command
+
+            return run_command(args, out)
         elif args.command == "predict":
             from graft.api import predict
 

@@ -14,6 +14,7 @@ from torch import nn
 import graft
 from graft.data import load_data
 from graft.errors import GraftError
+from graft.progress import LiveBar
 from graft.strategy import parse_strategy, phases
 from graft.training.engine import HEAD, Trainer
 from graft.training.run import fine_tune, parse_budget
@@ -53,14 +54,40 @@ def _weights(run) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------- strategies -> phases
 
 @pytest.mark.parametrize("name, expected", [
-    ("linear", [("head", 6, (HEAD,))]),
+    ("linear", [("head (solved, body frozen)", 6, (HEAD,))]),
     ("partial:2", [("top 2 blocks + head", 6, (4, 5, HEAD))]),
     ("two-phase", [("head (body frozen)", 2, (HEAD,)), ("everything", 4, (-2, 0, 1, 2, 3, 4, 5, HEAD))]),
-    ("lp-ft", [("head (body frozen)", 2, (HEAD,)), ("everything", 4, (-2, 0, 1, 2, 3, 4, 5, HEAD))]),
+    ("lp-ft", [("linear probe (solved, body frozen)", 1, (HEAD,)), ("everything", 5, (-2, 0, 1, 2, 3, 4, 5, HEAD))]),
 ])
 def test_strategies_compile_to_phases(name, expected):
     got = phases(parse_strategy(name), num_blocks=6, epochs=6)
     assert [(p.name, p.epochs, p.trainable) for p in got] == expected
+
+
+def test_lp_ft_fits_the_head_to_convergence_first(tmp_path):
+    """lp-ft's first phase is sklearn's logistic regression on the frozen body's standardized features, solved,
+    its C chosen on validation; then everything trains as in 'full'."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from graft.training.solve import C_GRID
+
+    net, data = _net(), _data()
+    trainer = Trainer(net, data, parse_strategy("lp-ft"), tmp_path / "r", epochs=2, batch_size=8)
+    full = phases(parse_strategy("full"), len(trainer.blocks), 1)[0]
+    assert trainer.phases[1].lrs == full.lrs and trainer.phases[1].trainable == full.trainable
+    x, y = trainer._head_inputs("train")
+    trainer.epochs = 1  # stop after the probe
+    trainer.run()
+    record = trainer.state.history[0]
+    assert record["lbfgs_iterations"] > 1 and record["phase"].startswith("linear probe")
+    assert record["head_c"] in C_GRID  # chosen on the validation split
+    scaler = StandardScaler().fit(x.double().numpy())
+    z = scaler.transform(x.double().numpy())
+    reference = LogisticRegression(C=record["head_c"], max_iter=10000, tol=1e-10).fit(z, y.numpy())
+    head = net.module.fc
+    ours = torch.softmax(x @ head.weight.detach().T + head.bias.detach(), 1).numpy()
+    np.testing.assert_allclose(ours, reference.predict_proba(z), atol=2e-3)
 
 
 def test_layer_wise_decay_lowers_lower_blocks():
@@ -96,7 +123,8 @@ def test_bad_strategy_fits():
 def test_linear_trains_the_head_only_and_keeps_batchnorm_frozen(tmp_path):
     net, data = _net(), _data()
     before = {k: v.clone() for k, v in net.module.state_dict().items()}
-    fine_tune(net, data, tmp_path / "run", strategy="linear", epochs=2, batch_size=16)
+    record = fine_tune(net, data, tmp_path / "run", strategy="linear", epochs=2, batch_size=16)
+    assert record.epochs_run == 1  # solved in one pass, not trained for epochs
     after = net.module.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"fc.weight", "fc.bias"}  # BN running statistics untouched too
@@ -211,9 +239,9 @@ def test_resume_refuses_other_data_or_settings(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         fine_tune(_net(), data, tmp_path / "run", strategy="full", epochs=3, log=stop)
-    with pytest.raises(GraftError, match="different the training data"):
+    with pytest.raises(GraftError, match="different training data"):
         fine_tune(_net(), _data(seed=1), tmp_path / "run", strategy="full", epochs=3, resume=True)
-    with pytest.raises(GraftError, match="the starting weights"):
+    with pytest.raises(GraftError, match="different starting weights"):
         fine_tune(_net(seed=5), data, tmp_path / "run", strategy="full", epochs=3, resume=True)
     with pytest.raises(GraftError, match="strategy"):
         fine_tune(_net(), data, tmp_path / "run", strategy="linear", epochs=3, resume=True)
@@ -235,7 +263,7 @@ def test_a_time_budget(tmp_path):
     for bad in ("ten minutes", "-5m", 0):
         with pytest.raises(GraftError, match="budget"):
             parse_budget(bad)
-    with pytest.raises(GraftError, match="a budget of at least one epoch"):
+    with pytest.raises(GraftError, match="a budget of at least 1 epoch"):
         fine_tune(_net(), _data(n=600), tmp_path / "tiny", strategy="full", budget=1e-4)
     record = fine_tune(_net(), _data(), tmp_path / "run", strategy="full", epochs=50, budget=0.3)
     assert record.stopped == "budget" and record.epochs_run < 50
@@ -269,7 +297,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- the cached frozen prefix
 
-@pytest.mark.parametrize("strategy", ["partial:1", "partial:3", "linear", "two-phase"])
+@pytest.mark.parametrize("strategy", ["partial:1", "partial:3", "two-phase"])
 def test_a_cached_prefix_trains_exactly_like_recomputing_it(tmp_path, strategy):
     data = _data()
     results = {}
@@ -292,7 +320,7 @@ def test_the_prefix_is_not_cached_when_it_cannot_be(tmp_path):
         trainer = Trainer(_net(), data, parse_strategy(strategy, **options), tmp_path / strategy, epochs=2)
         trainer.run()
         assert not any(h["cached_prefix"] for h in trainer.state.history), strategy
-    trainer = Trainer(_net(), data, parse_strategy("linear"), tmp_path / "small", epochs=1, cache_limit=10)
+    trainer = Trainer(_net(), data, parse_strategy("partial:1"), tmp_path / "small", epochs=1, cache_limit=10)
     trainer.run()
     assert not trainer.state.history[0]["cached_prefix"] and "not cached" in trainer.notes[0]
 
@@ -321,3 +349,21 @@ def test_folded_batchnorm_stays_in_inference_mode(tmp_path):
     fresh = Trainer(graft.load_model(TinyPooledCNN(classes=3)), _data(), parse_strategy("full"), tmp_path / "f",
                     epochs=1)
     assert fresh.folded_bn == set()  # a freshly built BN (scale 1, shift 0) trains normally
+
+
+def test_a_live_progress_bar_per_batch(tmp_path):
+    """On a terminal, each epoch shows a bar with the running loss and accuracy; off, nothing is drawn."""
+    import io
+
+    from rich.console import Console
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=120)
+    fine_tune(_net(), _data(), tmp_path / "shown", strategy="two-phase", epochs=2, batch_size=8, progress=console)
+    text = screen.getvalue()
+    assert "epoch 1/2 [head (body frozen)]" in text and "epoch 2/2 [everything]" in text
+    assert "loss" in text and "acc" in text and "6/6" in text  # 48 training samples in batches of 8
+    quiet = io.StringIO()
+    with LiveBar(6, "epoch 1/1", enabled=False, console=Console(file=quiet, force_terminal=True)) as bar:
+        bar.advance(loss=1.0)
+    assert quiet.getvalue() == ""

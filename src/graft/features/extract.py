@@ -241,7 +241,7 @@ def _feature_set(meta: dict, directory: Path, **extra) -> FeatureSet:
 
 
 def extract_features(backbone: Backbone, data: Data, *, split: str = "train", layers=None, pool: str = "avg",
-                     batch_size: int = 64, input_size: tuple[int, ...] | None = None, normalize: bool = True,
+                     batch_size: int | None = None, input_size: tuple[int, ...] | None = None, normalize: bool = True,
                      transform=None, batchnorm: bool = False, cache: bool = True,
                      cache_dir: str | Path | None = None, device: str | torch.device = "cpu",
                      workers: int | None = None, progress: bool = True) -> FeatureSet:
@@ -252,6 +252,8 @@ def extract_features(backbone: Backbone, data: Data, *, split: str = "train", la
     layers: ``None``/``"all"`` (every block), ``"last"``, or block names/indices (or any module path).
     pool: ``avg`` (global average over positions), ``max``, ``avgmax`` (both, concatenated), or ``token``
         (the first token of a transformer's (N, T, D) output; average elsewhere).
+    batch_size: samples per forward pass; by default chosen from the input size (small batches of large inputs
+        run faster on a CPU: :func:`graft.data.dataset.inference_batch_size`).
     input_size: resize every batch to this size first (bilinear/linear), e.g. (224, 224); default as is.
     normalize: apply the network's stored mean/std (timm's pretrained_cfg, the zoo entry, graft's checkpoint).
     transform: an extra per-sample transform; a random one (augmentation) disables the cache (said in notes).
@@ -270,8 +272,8 @@ def extract_features(backbone: Backbone, data: Data, *, split: str = "train", la
         raise GraftError("a graft Backbone (graft.load_model(...))", type(backbone).__name__, "load it with graft.load_model")
     if not isinstance(data, Data):
         raise GraftError("a graft Data (graft.load_data(...))", type(data).__name__, "load it with graft.load_data")
-    if batch_size < 1:
-        raise GraftError("batch_size >= 1", repr(batch_size), "for example batch_size=64")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise GraftError("batch_size >= 1", repr(batch_size), "for example batch_size=64, or None to choose")
     ds = data[split]
     if len(ds) == 0:
         raise GraftError("a split with samples", f"{split!r} is empty", "pick another split")
@@ -313,6 +315,8 @@ def extract_features(backbone: Backbone, data: Data, *, split: str = "train", la
     device = torch.device(device)
     blocks = [b.name for b in backbone.spec.blocks]
     taps = _Taps(module, chosen, pool, inp.spatial_dims, batchnorm, blocks)
+    if batch_size is None:
+        batch_size = data.inference_batch_size(split, device, input_size)
     loader = data.loader(split, batch_size, shuffle=False, workers=workers, transform=transform)
     n = len(ds)
     arrays: dict[str, np.memmap] = {}

@@ -15,9 +15,10 @@ from graft.jsonable import JsonSerializable
 
 STRATEGIES = ("linear", "partial", "lp-ft", "full", "two-phase", "gradual", "scratch", "adapter-warmup")
 DESCRIPTIONS = {
-    "linear": "train only the head, the body frozen (a linear probe trained by SGD)",
+    "linear": "only the head, the body frozen: a logistic regression on the features, solved by L-BFGS",
     "partial": "fine-tune the top K blocks and the head, the rest frozen",
-    "lp-ft": "linear probe first, then fine-tune everything from that head (Kumar et al. 2022)",
+    "lp-ft": "a linear probe fit to convergence (L-BFGS) first, then fine-tune everything from that head as "
+             "'full' does (Kumar et al. 2022)",
     "full": "fine-tune everything, lower learning rates for lower blocks (layer-wise decay), warm-up",
     "two-phase": "frozen body + head for a few epochs, then everything at a 10x smaller learning rate",
     "gradual": "unfreeze one block at a time from the top (ULMFiT's gradual unfreezing)",
@@ -118,6 +119,7 @@ class Phase(JsonSerializable):
     lrs: tuple[float, ...]  # one per entry of trainable
     unfreeze_every: int = 0  # gradual: one more block every this many epochs, from the top
     reinitialize: bool = False  # scratch: fresh weights before this phase
+    solve_head: bool = False  # lp-ft: one pass, then the head is fit to convergence (L-BFGS), not by SGD epochs
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -138,7 +140,9 @@ def phases(strategy: Strategy, num_blocks: int, epochs: int, has_adapter: bool =
 
     every = list(range(num_blocks))
     if s.name == "linear":
-        return (Phase("head", epochs, head, (lr,)),)
+        # a linear head on the frozen features, fit to convergence in one pass (L-BFGS; SGD epochs when the head
+        # is not a Linear layer: the Trainer falls back and keeps the epochs)
+        return (Phase("head (solved, body frozen)", epochs, head, (lr,), solve_head=True),)
     if s.name == "partial":
         if s.k > num_blocks:
             raise GraftError(f"partial:K with K at most the {num_blocks} blocks of this network", f"partial:{s.k}",
@@ -154,7 +158,12 @@ def phases(strategy: Strategy, num_blocks: int, epochs: int, has_adapter: bool =
         raise GraftError(f"at least 2 epochs for {s.label} (two phases)", f"{epochs}", "pass epochs=2 or more")
     first, second = _split(epochs, s.first_fraction)
     low = lr / s.second_lr_factor
-    if s.name in ("lp-ft", "two-phase"):
+    if s.name == "lp-ft":
+        # Kumar et al. 2022: a converged linear probe (not a few SGD epochs of it), then fine-tune everything from
+        # that head, here with full's recipe (layer-wise decay, warm-up, cosine): the head no longer starts random
+        return (Phase("linear probe (solved, body frozen)", 1, head, (lr,), solve_head=True),
+                Phase("everything", epochs - 1, (-2, *every, -1), (lr, *decayed(every, lr), lr)))
+    if s.name == "two-phase":
         return (Phase("head (body frozen)", first, head, (lr,)),
                 Phase("everything", second, (-2, *every, -1), (low, *decayed(every, low), low)))
     if s.name == "adapter-warmup":

@@ -156,4 +156,7 @@ def apply_surgery(backbone: Backbone, plan: SurgeryPlan, *, inplace: bool = Fals
     )
     out = Backbone(ex.module, new_spec)
     out.plan = plan
+    # a network grafted twice (a finished run continued on new data) keeps every plan, oldest first
+    earlier = getattr(backbone, "plans", None) or ((backbone.plan,) if getattr(backbone, "plan", None) else ())
+    out.plans = (*earlier, plan)
     return out

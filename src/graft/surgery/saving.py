@@ -22,14 +22,17 @@ def load_model(source, **kwargs) -> Backbone:
     """Load any network (see :func:`graft.models.load_model`), including grafted ones saved by graft.
 
     A ``.safetensors`` file written by :func:`save_model` after surgery carries its plan: the source
-    architecture is rebuilt, the plan replayed, and the saved weights loaded strictly.
+    architecture is rebuilt, the plan replayed, and the saved weights loaded strictly. A finished run folder
+    (``graft fit --out``) stands for its ``model.safetensors``, so a run continues on new data.
     """
+    if isinstance(source, (str, Path)) and Path(source).is_dir() and (Path(source) / "run.json").is_file():
+        source = Path(source) / "model.safetensors"  # a finished run folder: continue from what it trained
     if isinstance(source, (str, Path)) and str(source).endswith(".safetensors") and Path(source).is_file():
         ckpt = read_checkpoint(source)
         meta = graft_metadata(ckpt)
         if "plan" in meta:
-            plan = SurgeryPlan.from_dict(meta["plan"])
-            src = plan.source
+            plans = [SurgeryPlan.from_dict(p) for p in (*meta.get("earlier_plans", ()), meta["plan"])]
+            src = plans[0].source
             if src.origin not in ("zoo", "timm"):
                 raise CheckpointError(
                     "a grafted network whose source architecture graft can build (timm or zoo)",
@@ -43,7 +46,9 @@ def load_model(source, **kwargs) -> Backbone:
             build = {k: v for k, v in meta.get("build", {}).items() if k not in known}
             base = _load_model(src.name, **known, **build)
             base = Backbone(base.module, replace(base.spec, weights=src.weights))
-            grafted = apply_surgery(base, plan, inplace=True)
+            grafted = base
+            for plan in plans:
+                grafted = apply_surgery(grafted, plan, inplace=True)
             grafted.load_report = load_weights(grafted.module, ckpt.state_dict, strict=True)
             grafted.spec = replace(grafted.spec, weights=str(source))
             return grafted
@@ -62,15 +67,18 @@ def save_model(backbone: Backbone, path: str | Path) -> Path:
     if path.suffix != ".safetensors":
         raise GraftError("a path ending in .safetensors", str(path), "graft writes weights as safetensors only")
     meta: dict = {"arch": backbone.spec.name, "spec": backbone.spec.to_dict()}
+    if not isinstance(backbone.module, nn.Module):
+        raise GraftError("a Backbone with an nn.Module", type(backbone.module).__name__, "pass a Backbone")
     plan = getattr(backbone, "plan", None)
-    body = getattr(backbone.module, "body", backbone.module) if plan is not None else backbone.module
-    build = getattr(body, "graft_build_kwargs", None)
+    build = next((m.graft_build_kwargs for m in backbone.module.modules() if getattr(m, "graft_build_kwargs", None)),
+                 None)
     if build:
         meta["build"] = build
     if plan is not None:
         meta["plan"] = plan.to_dict()
-    if not isinstance(backbone.module, nn.Module):
-        raise GraftError("a Backbone with an nn.Module", type(backbone.module).__name__, "pass a Backbone")
+        earlier = list(getattr(backbone, "plans", ()))[:-1]
+        if earlier:  # grafted more than once: the plans that made the network ``plan`` was made for
+            meta["earlier_plans"] = [p.to_dict() for p in earlier]
     tensors = {k: v.detach().contiguous().cpu() for k, v in backbone.module.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

@@ -18,9 +18,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +29,19 @@ from torch import nn
 from graft.data import Data
 from graft.data.transforms import Preprocess
 from graft.errors import GraftError
+from graft.progress import LiveBar, track
 from graft.models import Backbone
 from graft.strategy.spec import Phase, Strategy, phases
 from graft.training.checkpoints import load_checkpoint, read_checkpoint_state, save_checkpoint
-
-ADAPTER = -2
-HEAD = -1
+from graft.training.groups import (  # noqa: F401  (HEAD and ADAPTER are part of this module's interface)
+    ADAPTER,
+    HEAD,
+    _folded_batchnorms,
+    _load_start,
+    _module_groups,
+    _reinitialize,
+    _save_start,
+)
 
 
 @dataclass
@@ -53,88 +59,21 @@ class RunState:
     history: list[dict] = field(default_factory=list)
 
 
-def _module_groups(backbone: Backbone, example: torch.Tensor | None) -> tuple[dict[str, int], list[str]]:
-    """Module name -> group (block index, HEAD or ADAPTER); and the body's block names.
-
-    A module inside a block (or the head, or the surgery's input layer) belongs to it. A module outside every
-    block (a stem BatchNorm after the first conv, a dropout before the head, a pooling layer) belongs to the
-    last block that ran before it: the order is recorded in one forward pass on ``example``.
-    """
-    spec = backbone.spec
-    blocks = [b.name for b in spec.blocks if b.name != "input_layer"]
-    head = spec.head.name
-    module = backbone.module
-
-    def owner(name: str) -> int | None:
-        if name == head or name.startswith(head + "."):
-            return HEAD
-        if name == "input_layer" or name.startswith("input_layer."):
-            return ADAPTER
-        inside = [i for i, b in enumerate(blocks) if name == b or name.startswith(b + ".")]
-        return inside[-1] if inside else None
-
-    groups = {name: owner(name) for name, _ in module.named_modules()}
-    loose = [n for n, g in groups.items() if g is None and n and not any(True for _ in module.get_submodule(n).children())]
-    after: dict[str, int] = {}
-    if loose and example is not None:
-        last = [0]
-        handles = []
-        for i, b in enumerate(blocks):
-            handles.append(module.get_submodule(b).register_forward_pre_hook(
-                lambda _m, _a, i=i: last.__setitem__(0, i)))
-        def seen(name: str):
-            def hook(_m, _a):  # a pre-hook must return None, or it replaces the module's input
-                after.setdefault(name, last[0])
-            return hook
-
-        for n in loose:
-            handles.append(module.get_submodule(n).register_forward_pre_hook(seen(n)))
-        was_training = module.training
-        module.eval()
-        try:
-            with torch.no_grad():
-                module(example)
-        except Exception:  # noqa: BLE001 - the order is a refinement; without it loose modules go to block 0
-            after.clear()
-        finally:
-            for h in handles:
-                h.remove()
-            module.train(was_training)
-    for n in groups:
-        if groups[n] is None:
-            groups[n] = after.get(n, 0)
-    return groups, blocks
-
-
-def _folded_batchnorms(module: nn.Module, tolerance: float = 1e-3) -> set[str]:
-    """BatchNorm layers whose statistics are the identity (mean 0, variance 1) while their affine part is not
-    (a scale or shift away from 1 and 0): BatchNorm folded into the preceding convolution, then restored as
-    an identity that carries the folded bias (the Coral MobileNets). A freshly built BN (scale 1, shift 0) is
-    not one of them: it trains normally."""
-    found = set()
-    for name, m in module.named_modules():
-        if not isinstance(m, nn.modules.batchnorm._BatchNorm) or m.running_mean is None or not m.affine:
-            continue
-        identity = bool((m.running_mean.abs() <= tolerance).all() and ((m.running_var - 1).abs() <= tolerance).all())
-        learned = bool(((m.weight - 1).abs() > tolerance).any() or (m.bias.abs() > tolerance).any())
-        if identity and learned:
-            found.add(name)
-    return found
-
-
 class Trainer:
     """Runs ``strategy`` on ``backbone`` (already grafted to the data) and writes ``run_dir``."""
 
     def __init__(self, backbone: Backbone, data: Data, strategy: Strategy, run_dir: str | Path, *, epochs: int,
                  batch_size: int = 32, seed: int = 0, budget: float | None = None, patience: int | None = None,
                  plateau: int | None = None, eval_split: str | None = None, log=None, device: str = "cpu",
-                 cache_prefix: bool = True, cache_limit: float = 2 * 2**30):
+                 cache_prefix: bool = True, cache_limit: float = 2 * 2**30, progress=True):
         self.backbone, self.data, self.strategy = backbone, data, strategy
         self.module = backbone.module
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.epochs, self.batch_size, self.seed, self.budget = epochs, batch_size, seed, budget
         self.patience, self.plateau, self.log = patience, plateau, log
+        # True: a live per-batch bar when stderr is a terminal; False: none; a rich Console: always, on it
+        self.progress = progress
         self.device = torch.device(device)
         self.eval_split = eval_split if eval_split is not None else next(
             (s for s in ("val", "test") if s in data.splits), None)
@@ -146,6 +85,12 @@ class Trainer:
         self.groups = {name: self.module_groups[name.rpartition(".")[0]] for name, _ in self.module.named_parameters()}
         self.has_adapter = ADAPTER in self.groups.values()
         self.phases = phases(strategy, len(self.blocks), epochs, self.has_adapter)
+        # a head is solved (one pass, not epochs) when it is a Linear layer over frozen BatchNorm statistics; with
+        # batchnorm="adapt" the statistics must see the data in training mode, so SGD epochs train it instead
+        self.solves_head = isinstance(self._head(), nn.Linear) and strategy.batchnorm == "frozen"
+        if self.solves_head:
+            self.phases = tuple(replace(p, epochs=1) if p.solve_head else p for p in self.phases)
+        self.epochs = sum(p.epochs for p in self.phases)
         self.start_weights = {n: p.detach().clone() for n, p in self.module.named_parameters()}
         self.state = RunState()
         self.use_cache, self.cache_limit, self.notes = cache_prefix, cache_limit, []
@@ -236,8 +181,11 @@ class Trainer:
         self._cache_key, self._cache = key, None
         frozen = self._cacheable_prefix(phase)
         if frozen is not None:
-            cache = PrefixCache(self.module, frozen, self.data.loader("train", 256, shuffle=False), 256, self.prep,
-                                self.device)
+            size = self.data.inference_batch_size("train", self.device)
+            loader = self.data.loader("train", size, shuffle=False)
+            batches = track(loader, "computing the frozen prefix once", total=len(loader), min_items=20) \
+                if self.progress else loader
+            cache = PrefixCache(self.module, frozen, batches, size, self.prep, self.device)
             if cache.nbytes() <= self.cache_limit:
                 self._cache = cache
             else:
@@ -275,6 +223,8 @@ class Trainer:
     # ------------------------------------------------------------------ one epoch
     def _epoch(self, epoch: int, session_start: float) -> dict:
         index, phase, local = self._phase_at(epoch)
+        if phase.solve_head and self.solves_head:
+            return self._solve_head(epoch, phase)
         steps_per_epoch = max(1, math.ceil(len(self.data["train"]) / self.batch_size))
         phase_start = sum(p.epochs for p in self.phases[:index])
         t0 = time.perf_counter()
@@ -283,7 +233,7 @@ class Trainer:
         loss_fn = nn.CrossEntropyLoss(label_smoothing=self.strategy.label_smoothing)
         total, right, seen = 0.0, 0, 0
         context = cache.swapped() if cache is not None else contextlib.nullcontext()
-        with context:
+        with context, self._bar(steps_per_epoch, f"epoch {epoch + 1}/{self.epochs} [{phase.name}]") as bar:
             for i, (x, y, cached) in enumerate(self._batches(epoch, cache)):
                 scale = self._lr_scale(phase, (epoch - phase_start) * steps_per_epoch + i,
                                        phase.epochs * steps_per_epoch, steps_per_epoch) * self.state.lr_factor
@@ -308,6 +258,7 @@ class Trainer:
                 total += float(loss.detach()) * len(y)
                 right += int((out.argmax(1) == y).sum())
                 seen += len(y)
+                bar.advance(loss=total / seen, acc=right / seen)
                 if self.budget is not None and \
                         self.state.seconds + (time.perf_counter() - session_start) > self.budget:
                     self.state.stopped = "budget"
@@ -317,6 +268,57 @@ class Trainer:
                   "lr": {str(g["graft_group"]): g["lr"] for g in self.optimizer.param_groups},
                   "seconds": round(time.perf_counter() - t0, 3), "cached_prefix": cache is not None}
         return record
+
+    def _head(self) -> nn.Module | None:
+        try:
+            return self.module.get_submodule(self.backbone.spec.head.name)
+        except AttributeError:
+            return None
+
+    @torch.no_grad()
+    def _head_inputs(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the head receives for every sample of ``split`` (one pass, eval mode), and the labels."""
+        head, seen = self._head(), []
+        handle = head.register_forward_hook(lambda _m, args, _out: seen.append(args[0].detach().flatten(1).float()))
+        was_training, labels = self.module.training, []
+        self.module.eval()
+        try:
+            loader = self.data.loader(split, self.data.inference_batch_size(split, self.device), shuffle=False)
+            with torch.inference_mode():
+                for x, y in track(loader, "features for the linear probe", total=len(loader), min_items=20):
+                    self.module(self.prep.batch(x.to(self.device)))
+                    labels.append(y)
+        finally:
+            handle.remove()
+            self.module.train(was_training)
+        return torch.cat(seen).clone(), torch.cat(labels).to(self.device)
+
+    def _solve_head(self, epoch: int, phase: Phase) -> dict:
+        """A solved phase (linear, lp-ft's first): the Linear head fit to convergence on the frozen body's
+        features (:func:`graft.training.solve.solve_linear_head`; its strength chosen on ``val``, never on test)."""
+        from graft.training.solve import solve_linear_head
+
+        t0 = time.perf_counter()
+        head = self._head()
+        x, y = self._head_inputs("train")
+        x_val = y_val = None
+        if self.eval_split == "val":
+            x_val, y_val = self._head_inputs("val")
+        solved = solve_linear_head(x, y, head.weight.detach(), head.bias.detach() if head.bias is not None else None,
+                                   x_val=x_val, y_val=y_val, label_smoothing=self.strategy.label_smoothing)
+        with torch.no_grad():
+            head.weight.copy_(solved.weight.to(head.weight.device))
+            if head.bias is not None:
+                head.bias.copy_(solved.bias.to(head.bias.device))
+        return {"epoch": epoch + 1, "phase": phase.name, "trainable_groups": len(self.trainable),
+                "loss": solved.train_loss, "train_accuracy": solved.train_accuracy,
+                "lr": {str(g["graft_group"]): g["lr"] for g in self.optimizer.param_groups},
+                "seconds": round(time.perf_counter() - t0, 3), "cached_prefix": False,
+                "lbfgs_iterations": solved.iterations, "head_c": solved.c}
+
+    def _bar(self, total: int, description: str) -> LiveBar:
+        console = None if isinstance(self.progress, bool) else self.progress
+        return LiveBar(total, description, enabled=bool(self.progress), console=console)
 
     def _l2sp(self) -> torch.Tensor:
         penalty = torch.zeros(())
@@ -331,7 +333,7 @@ class Trainer:
         right = seen = 0
         total = 0.0
         loss_fn = nn.CrossEntropyLoss()
-        for x, y in self.data.loader(split, 256, shuffle=False):
+        for x, y in self.data.loader(split, self.data.inference_batch_size(split, self.device), shuffle=False):
             out = self.module(self.prep.batch(x.to(self.device)))
             total += float(loss_fn(out, y.to(self.device))) * len(y)
             right += int((out.argmax(1).cpu() == y).sum())
@@ -405,28 +407,3 @@ class Trainer:
             s.lr_factor *= 0.1
         if self.patience and s.stale >= self.patience:
             s.stopped = "early stopping"
-
-
-def _reinitialize(module: nn.Module, seed: int) -> None:
-    """Fresh weights for every layer that knows how to reset itself (the ``scratch`` control)."""
-    torch.manual_seed(seed)
-    for m in module.modules():
-        if hasattr(m, "reset_parameters") and callable(m.reset_parameters):
-            m.reset_parameters()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
-            m.reset_running_stats()
-
-
-def _save_start(run_dir: Path, weights: dict[str, torch.Tensor]) -> None:
-    from safetensors.torch import save_file
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / ".start.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
-    os.replace(tmp, run_dir / "checkpoints" / "start.safetensors")
-
-
-def _load_start(run_dir: Path) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
-
-    return load_file(str(run_dir / "checkpoints" / "start.safetensors"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from graft.models import Backbone
 from graft.strategy.spec import Strategy, parse_strategy
 from graft.surgery.plan import SurgeryPlan
 from graft.surgery.saving import load_model, save_model
+from graft.training.budget import epochs_for_budget, measure_step_times, require_budget, strategy_seconds
 from graft.training.checkpoints import read_checkpoint_state
 from graft.training.engine import Trainer
 
@@ -79,39 +79,16 @@ def parse_budget(value: str | float | int | None) -> float | None:
     return seconds
 
 
-def _epoch_seconds(backbone: Backbone, data: Data, batch_size: int, seed: int) -> float:
-    """Time of one training epoch, estimated from 3 timed steps (after one untimed) on a copy of the network."""
-    import copy
-
-    module = copy.deepcopy(backbone.module).train()
-    inp = backbone.spec.input
-    prep = Preprocess(inp.mean, inp.std, None)
-    opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad] or list(module.parameters()), lr=1e-6)
-    loader = data.loader("train", batch_size, shuffle=True, seed=seed)
-    times = []
-    for i, (x, y) in enumerate(loader):
-        t0 = time.perf_counter()
-        loss = nn.functional.cross_entropy(module(prep.batch(x)), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if i:
-            times.append(time.perf_counter() - t0)
-        if len(times) == 3:
-            break
-    per_step = sum(times) / len(times) if times else 0.0
-    return per_step * len(loader) * 1.1  # +10 %: evaluation and checkpoints
-
-
 def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str | Strategy = "full",
               epochs: int | None = None, budget=None, batch_size: int = 32, seed: int = 0, resume: bool = False,
               patience: int | None = None, plateau: int | None = None, plan: SurgeryPlan | None = None,
-              log=None, **strategy_options) -> RunRecord:
+              log=None, progress=True, **strategy_options) -> RunRecord:
     """Train ``backbone`` (already grafted to ``data``; ``plan`` is the surgery that did it) with ``strategy``.
 
     ``epochs`` and/or ``budget`` ("10m", seconds): with a budget alone, the epochs are what fits in it
-    (estimated from a few timed steps); with both, the budget stops the run early. ``resume=True``
-    continues the interrupted run in ``out`` and refuses when the model, data or settings differ.
+    (priced per strategy from a few timed steps, at most 100); with both, the budget stops the run early. ``resume=True``
+    continues the interrupted run in ``out`` and refuses when the model, data or settings differ. ``progress``:
+    a live per-batch bar on a terminal (False: none).
     """
     strategy = parse_strategy(strategy, **{k: v for k, v in strategy_options.items() if v is not None})
     out = Path(out)
@@ -132,12 +109,12 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
         if seconds is None:
             epochs = 10
         else:
-            per_epoch = _epoch_seconds(backbone, data, batch_size, seed)
-            if per_epoch > seconds:
-                raise GraftError(f"a budget of at least one epoch (about {per_epoch:.0f} s here)",
-                                 f"{seconds:.0f} s", "raise --budget, or train on fewer samples")
-            epochs = max(1, min(1000, int(seconds // per_epoch)))
-            notes.append(f"budget {seconds:.0f} s: {epochs} epochs of about {per_epoch:.1f} s")
+            times = measure_step_times(backbone, data, batch_size, seed)
+            adapter = any(name.startswith("input_layer.") for name, _ in backbone.module.named_parameters())
+            require_budget(strategy, times, seconds, adapter)
+            epochs = epochs_for_budget(strategy, times, seconds, max_epochs=100, has_adapter=adapter)
+            notes.append(f"budget {seconds:.0f} s: {epochs} epochs of {strategy.label} fit (estimated "
+                         f"{strategy_seconds(strategy, times, epochs, adapter):.0f} s from a few timed steps)")
     config = {"strategy": strategy.to_dict(), "epochs": epochs, "budget_seconds": seconds, "batch_size": batch_size,
               "seed": seed, "start_weights": weights_digest(backbone.module), "model": backbone.spec.name,
               "data": data.fingerprint("train"), "data_name": data.spec.name,
@@ -147,7 +124,7 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
     if resume:
         differ = [k for k in COMPARED if saved.get(k) != config.get(k)]
         if differ:
-            names = {"start_weights": "the starting weights", "data": "the training data"}
+            names = {"start_weights": "starting weights", "data": "training data"}
             raise GraftError(f"the same model, data and settings as the run in {out}",
                              "different " + ", ".join(names.get(k, k) for k in differ),
                              "resume with the original model, data and options, or start a new run (another out=)")
@@ -157,7 +134,7 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
         if plan is not None:
             _write_json(out / "plan.json", plan.to_dict())
     trainer = Trainer(backbone, data, strategy, out, epochs=epochs, batch_size=batch_size, seed=seed,
-                      budget=seconds, patience=patience, plateau=plateau, log=log)
+                      budget=seconds, patience=patience, plateau=plateau, log=log, progress=progress)
     state = trainer.run(resume=resume)
     return _finish(trainer, state, backbone, data, out, strategy, epochs, notes + trainer.notes)
 
@@ -177,8 +154,8 @@ def _finish(trainer: Trainer, state, backbone: Backbone, data: Data, out: Path, 
     if final_split:
         inp = backbone.spec.input
         prep = Preprocess(inp.mean, inp.std, None)
-        y_true, y_pred = predict_classes(nn.Sequential(_Prep(prep), backbone.module),
-                                         data.loader(final_split, 256, shuffle=False))
+        loader = data.loader(final_split, data.inference_batch_size(final_split, trainer.device), shuffle=False)
+        y_true, y_pred = predict_classes(nn.Sequential(_Prep(prep), backbone.module), loader)
         metrics = classification_report(y_true, y_pred, data.spec.label_names)
         _write_json(out / "metrics.json", {"split": final_split, **metrics.to_dict()})
         plot_confusion(metrics, out / "confusion.png")
@@ -208,8 +185,9 @@ class _Prep(nn.Module):
 
 def _with_spec(backbone: Backbone, spec) -> Backbone:
     copy = Backbone(backbone.module, spec)
-    if getattr(backbone, "plan", None) is not None:
-        copy.plan = backbone.plan
+    for attr in ("plan", "plans"):
+        if getattr(backbone, attr, None) is not None:
+            setattr(copy, attr, getattr(backbone, attr))
     return copy
 
 

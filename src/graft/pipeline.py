@@ -1,0 +1,129 @@
+"""The verbs that chain whole stages: ``advise`` (probe, then decide), ``compare`` (every strategy on one budget),
+``fit_auto`` (advise, trials where the advice is ambiguous, fit), ``write_report``. The CLI calls these."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from graft.api import fine_tune as _fine_tune_api
+from graft.api import plan_surgery, probe
+from graft.data import Data, load_data
+from graft.errors import GraftError
+from graft.models import Backbone
+from graft.strategy.advisor import Advice
+from graft.strategy.advisor import advise as _advise
+from graft.surgery.saving import load_model
+from graft.training.compare import DEFAULT_STRATEGIES, Comparison, check_splits
+from graft.training.compare import compare as _compare
+from graft.training.run import RunRecord, _write_json, parse_budget
+
+PROBE_SAMPLES = 2000  # the advisor's probe draws at most this many samples per split (stratified)
+
+
+def _inputs(model, data, load_kwargs, data_kwargs) -> tuple[Backbone, Data]:
+    backbone = model if isinstance(model, Backbone) else load_model(model, **(load_kwargs or {}))
+    data = data if isinstance(data, Data) else load_data(data, **(data_kwargs or {}))
+    return backbone, data
+
+
+def samples_per_class(data: Data, split: str = "train") -> list[int]:
+    y = getattr(data[split], "y", None)
+    if y is None:
+        return []
+    return np.bincount(np.asarray(y, dtype=np.int64), minlength=len(data.spec.label_names)).tolist()
+
+
+def advise(model, data, *, out: str | Path | None = None, target: dict | None = None, max_samples: int = PROBE_SAMPLES,
+           load_kwargs: dict | None = None, data_kwargs: dict | None = None, log=None) -> Advice:
+    """Probe ``model`` (grafted to ``data``) layer by layer on the training data, evaluated on ``val`` (never on
+    test), and advise a strategy with its reasons. With ``out``: measures.json, measures.png, advice.json."""
+    backbone, data = _inputs(model, data, load_kwargs, data_kwargs)
+    plan = plan_surgery(backbone, data=data, **(target or {}))
+    grafted = plan.apply(backbone)
+    measures = probe(grafted, data, eval_split="val" if "val" in data.splits else None, max_samples=max_samples,
+                     out=out, plot=out is not None, log=log)
+    advice = _advise(measures, samples_per_class=samples_per_class(data),
+                     blocks=[b.name for b in grafted.spec.blocks])
+    if out is not None:
+        _write_json(Path(out) / "advice.json", advice.to_dict())
+    return advice
+
+
+def compare(model, data, out: str | Path, *, strategies=DEFAULT_STRATEGIES, budget="15m", seeds=(0,),
+            batch_size: int = 32, max_epochs: int = 30, target: dict | None = None, load_kwargs: dict | None = None,
+            data_kwargs: dict | None = None, log=None, report: bool = True, **strategy_options) -> Comparison:
+    """Run ``strategies`` on the same splits with equal shares of ``budget``; comparison.json, plots, report.html."""
+    backbone, data = _inputs(model, data, load_kwargs, data_kwargs)
+    check_splits(data)
+    if isinstance(strategies, str):
+        strategies = [s.strip() for s in strategies.split(",") if s.strip()]
+    plan = plan_surgery(backbone, data=data, **(target or {}))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "plan.json", plan.to_dict())
+    result = _compare(backbone, data, plan, out, strategies=strategies, budget=parse_budget(budget), seeds=seeds,
+                      batch_size=batch_size, max_epochs=max_epochs, log=log, **strategy_options)
+    from graft.report.compare_plots import write_comparison_plots
+
+    write_comparison_plots(out, result.to_dict())
+    if report:
+        write_report(out)
+    return result
+
+
+def fit_auto(model, data, out: str | Path, *, budget=None, epochs: int | None = None, batch_size: int = 32,
+             seed: int = 0, resume: bool = False, target: dict | None = None, load_kwargs: dict | None = None,
+             data_kwargs: dict | None = None, log=None, epoch_log=None, progress=True, margin: float = 0.05,
+             trial_share: float = 0.3, **fit_options) -> tuple[RunRecord, Advice]:
+    """``--strategy auto``: advise; when the advice is ambiguous and there is a budget, short trials of the close
+    candidates (``trial_share`` of the budget, successive halving); then fit the winner with what is left.
+    ``log`` receives the advisor's messages (strings), ``epoch_log`` the fit's per-epoch records."""
+    from graft.training.auto import successive_halving, trial_candidates, with_trials
+    from graft.training.budget import measure_step_times
+
+    say = log or (lambda message: None)
+    backbone, data = _inputs(model, data, load_kwargs, data_kwargs)
+    out = Path(out)
+    seconds = parse_budget(budget)
+    start = time.perf_counter()
+    saved = out / "advice.json"
+    if resume and saved.is_file():
+        advice = Advice.from_dict(json.loads(saved.read_text()))
+    else:
+        if (out / "checkpoints" / "last.json").exists():
+            raise GraftError(f"an empty or new run folder for {out}", "a folder that already holds a run",
+                             "continue it with --resume, or pass another --out")
+        advice = advise(backbone, data, out=out, target=target, log=say)
+        say(advice.render())
+        candidates = trial_candidates(advice, margin)
+        if len(candidates) > 1 and seconds is not None:
+            plan = plan_surgery(backbone, data=data, **(target or {}))
+            grafted = plan.apply(backbone)
+            check_splits(data)
+            times = measure_step_times(grafted, data, batch_size, seed)
+            left = seconds - (time.perf_counter() - start)
+            has_adapter = any(n.startswith("input_layer.") for n, _ in grafted.module.named_parameters())
+            winner, trials = successive_halving(backbone, data, plan, out, candidates, left * trial_share, times,
+                                                batch_size=batch_size, seed=seed, has_adapter=has_adapter, log=say)
+            advice = with_trials(advice, winner, trials)
+        elif len(candidates) > 1:
+            say(f"{', '.join(candidates)} score within {margin}: without --budget no trials run; fitting "
+                f"{advice.strategy}")
+        _write_json(saved, advice.to_dict())
+    left = None if seconds is None else max(1.0, seconds - (time.perf_counter() - start))
+    record = _fine_tune_api(backbone, data, out, strategy=advice.strategy, epochs=epochs, budget=left,
+                            batch_size=batch_size, seed=seed, resume=resume, target=target,
+                            log=epoch_log, progress=progress,
+                            **{**advice.options, **fit_options})
+    return record, advice
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """(Re)build ``run_dir/report.html`` from the run folder alone."""
+    from graft.report.html import write_report as _write
+
+    return _write(run_dir)

@@ -1,0 +1,147 @@
+"""The advisor: from cheap measurements to a strategy, the blocks to unfreeze, the learning rates, and why.
+
+Inputs are what ``graft probe`` measures (per-layer linear-probe accuracy with its interval, LogME, similarity
+to the source) and what the data says (samples per class, classes). Four signals come out of them:
+
+- **feature quality** ``q``: the best probe accuracy above chance, ``(acc - 1/C) / (1 - 1/C)``;
+- **top-block drop**: how far the last layer's probe falls below the best layer's (beyond its interval, the
+  top blocks are specialized to the source: fine-tune them, keep the ones below);
+- **distance** from the source: the top layers' similarity (BN shift; 1 = one source standard deviation apart),
+  or, without it, what the probe says (weak features = far);
+- **data size**: samples per class, on a log scale (10 per class -> 0, 1000 -> 1).
+
+The four-scenario rule of thumb (small/large data x similar/different domain) is the prior: each candidate gets a
+score from the signals with the reasons that moved it, and the advice is the best. When the top two are within
+``margin`` of each other the advice is marked ambiguous, and ``graft fit --strategy auto`` settles it with short
+trials (successive halving) instead of trusting the prior.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from graft.errors import GraftError
+from graft.jsonable import JsonSerializable
+from graft.measures.summary import Measures
+
+FAR_SHIFT = 1.0  # a BN shift of 1 (means a source standard deviation apart) counts as far from the source
+
+
+@dataclass(frozen=True)
+class Advice(JsonSerializable):
+    """What to do (``advice.json``): the strategy and its options, the layer to tap, the blocks to unfreeze,
+    the scenario in words, the reasons, every candidate with its score, and the trials that settled it."""
+
+    strategy: str
+    options: dict
+    tap_layer: str | None
+    unfreeze: tuple[str, ...]
+    scenario: str
+    reasons: tuple[str, ...]
+    candidates: tuple[dict, ...]
+    ambiguous: bool
+    measurements: dict
+    trials: tuple[dict, ...] = field(default_factory=tuple)
+
+    def render(self) -> str:
+        lines = [f"advice: {self.strategy}" + (f" {self.options}" if self.options else ""),
+                 f"scenario: {self.scenario}"]
+        lines += [f"  - {r}" for r in self.reasons]
+        lines.append("candidates: " + ", ".join(f"{c['strategy']} {c['score']:.2f}" for c in self.candidates))
+        if self.ambiguous and not self.trials:
+            lines.append("the top candidates score within the margin: short trials decide (graft fit --strategy auto)")
+        for t in self.trials:
+            rounds = "; ".join(f"{r['epochs']} epochs: val {r['val_accuracy']:.3f}" for r in t["rounds"])
+            lines.append(f"trial {t['strategy']}: {rounds}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Signals:
+    quality: float
+    drop: float  # 0..1: the last layer below the best layer's interval (1: by 10 points or more)
+    distance: float  # 0..1
+    size: float  # 0..1
+    best_index: int
+    last_index: int
+    per_class: float
+    distance_source: str
+
+
+def _signals(measures: Measures, samples_per_class: Sequence[int]) -> Signals:
+    layers = list(measures.layers)
+    probed = [e for e in layers if e.probe_accuracy is not None]
+    if not probed:
+        raise GraftError("measures with linear-probe accuracies per layer", "none", "run graft probe (without --no-probe)")
+    chance = 1 / max(2, len(measures.label_names))
+    names = [e.name for e in layers]
+    best = next(e for e in layers if e.name == measures.best_layer)
+    last = probed[-1]
+    quality = max(0.0, (best.probe_accuracy - chance) / (1 - chance))
+    gap = best.probe_accuracy - last.probe_accuracy
+    outside = best.probe_low is None or last.probe_accuracy < best.probe_low
+    drop = min(1.0, max(0.0, gap / 0.10)) if outside else 0.0
+    top = [e.similarity for e in layers[-2:] if e.similarity is not None]
+    if top:
+        distance, source = min(1.0, max(top) / FAR_SHIFT), f"BN shift of the top blocks {max(top):.2f}"
+    else:
+        distance, source = min(1.0, 1.0 - quality), "no similarity measured: inferred from the probe"
+    per_class = min(samples_per_class) if samples_per_class else measures.num_train / max(1, len(measures.label_names))
+    size = min(1.0, max(0.0, (math.log10(max(per_class, 1)) - 1) / 2))
+    return Signals(quality, drop, distance, size, names.index(best.name), names.index(last.name), per_class, source)
+
+
+def _scenario(s: Signals) -> str:
+    amount = "small data" if s.size < 0.35 else "large data" if s.size > 0.75 else "medium data"
+    kind = "far from the source" if s.distance > 0.5 else "similar to the source"
+    return f"{amount} ({s.per_class:.0f} per class), {kind}"
+
+
+def advise(measures: Measures, *, samples_per_class: Sequence[int] = (), blocks: Sequence[str] | None = None,
+           margin: float = 0.05, lr: float | None = None) -> Advice:
+    """The strategy for the data ``measures`` describes (see the module docstring for how it decides)."""
+    s = _signals(measures, samples_per_class)
+    names = list(blocks) if blocks is not None else [e.name for e in measures.layers]
+    best_name = measures.layers[s.best_index].name
+    # the blocks above the best probe layer (in the trainer's block list) are the ones to fine-tune
+    # (when the top loses nothing against the best layer, the top block alone)
+    above = names[names.index(best_name) + 1:] if best_name in names and s.drop > 0 else names[-1:]
+    k = max(1, len(above))
+    pct = lambda v: f"{100 * v:.0f} %"  # noqa: E731
+    cands: list[tuple[str, float, str]] = []
+    cands.append(("linear", 0.30 + 0.45 * s.quality - 0.35 * s.size - 0.30 * s.drop - 0.20 * s.distance,
+                  f"features separate the classes ({pct(s.quality)} of the way from chance to perfect) and "
+                  f"{s.per_class:.0f} samples per class is little to fine-tune on" if s.size < 0.5 else
+                  "a linear head on frozen features: cheapest, but leaves data unused"))
+    cands.append((f"partial:{k}", 0.40 + 0.35 * s.drop + 0.15 * s.quality - 0.10 * abs(s.size - 0.4),
+                  f"the best probe layer is {best_name} ({s.best_index + 1} of {len(measures.layers)}); the "
+                  f"{k} block{'s' if k > 1 else ''} above it {('lose' if k > 1 else 'loses') if s.drop > 0 else ('add' if k > 1 else 'adds') + ' little'} accuracy: "
+                  f"fine-tune {', '.join(above[:4])}{' ...' if len(above) > 4 else ''}, lower rates for lower blocks"))
+    cands.append(("lp-ft", 0.35 + 0.30 * s.size + 0.15 * s.quality + 0.10 * s.distance,
+                  "a solved linear head first keeps fine-tuning from distorting good features"))
+    cands.append(("full", 0.30 + 0.40 * s.size + 0.25 * s.distance - 0.10 * s.quality,
+                  f"{s.per_class:.0f} samples per class and a {'far' if s.distance > 0.5 else 'near'} domain: "
+                  "every block can adapt"))
+    cands.append(("scratch", -0.20 + 0.50 * s.size + 0.30 * (1 - s.quality) - 0.30 * s.quality,
+                  "pretrained features help little here and there is data enough to learn its own"
+                  if s.quality < 0.3 and s.size > 0.8 else "the control: pretrained features usually win"))
+    ranked = sorted(cands, key=lambda c: -c[1])
+    chosen, score, why = ranked[0]
+    ambiguous = len(ranked) > 1 and ranked[0][1] - ranked[1][1] < margin
+    reasons = [why,
+               f"feature quality: best probe accuracy {measures.layers[s.best_index].probe_accuracy:.3f} at "
+               f"{best_name}, last layer {measures.layers[s.last_index].probe_accuracy:.3f}",
+               f"distance from the source: {s.distance_source}",
+               f"data: {s.per_class:.0f} samples per class (the smallest class), {len(measures.label_names)} classes"]
+    options = {"lr": lr} if lr is not None else {}
+    unfreeze = tuple(above) if chosen.startswith("partial") else tuple(names) if chosen in ("full", "lp-ft", "scratch") else ()
+    return Advice(chosen, options, best_name if chosen == "linear" else None, unfreeze, _scenario(s), tuple(reasons),
+                  tuple({"strategy": n, "score": round(v, 3), "why": w} for n, v, w in ranked), ambiguous,
+                  {"train_samples": measures.num_train, "classes": len(measures.label_names),
+                   "samples_per_class_min": s.per_class, "best_layer": best_name,
+                   "best_probe_accuracy": measures.layers[s.best_index].probe_accuracy,
+                   "last_probe_accuracy": measures.layers[s.last_index].probe_accuracy,
+                   "quality": round(s.quality, 3), "top_drop": round(s.drop, 3), "distance": round(s.distance, 3),
+                   "size": round(s.size, 3)})

@@ -1,0 +1,65 @@
+"""The advisor decides from measurements: a table of measured situations and what each should lead to."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from graft.measures.summary import LayerMeasures, Measures
+from graft.strategy.advisor import Advice, advise
+
+NAMES = ["b1", "b2", "b3", "b4", "b5"]
+
+
+def _measures(probe, similarity=None, classes=10, train=1000, width=0.02):
+    layers = tuple(LayerMeasures(n, 64, probe_accuracy=a, probe_low=a - width, probe_high=a + width,
+                                 similarity=None if similarity is None else similarity[i])
+                   for i, (n, a) in enumerate(zip(NAMES, probe)))
+    best = max(layers, key=lambda e: e.probe_accuracy)
+    return Measures("net", "data", "train", "val", train, 200, tuple(str(c) for c in range(classes)), layers,
+                    best.name, "highest probe accuracy", "batchnorm" if similarity else "none")
+
+
+def test_little_data_and_strong_features_mean_a_linear_head():
+    advice = advise(_measures([0.5, 0.7, 0.85, 0.92, 0.93]), samples_per_class=[8] * 10)
+    assert advice.strategy == "linear" and "small data" in advice.scenario
+    assert any("little to fine-tune on" in r for r in advice.reasons)
+
+
+def test_top_blocks_that_lose_accuracy_are_the_ones_to_fine_tune():
+    """The issue's example: best probe at block 3 of 5, the top two far below it -> fine-tune blocks 4-5."""
+    advice = advise(_measures([0.5, 0.7, 0.85, 0.70, 0.62], similarity=[0.1, 0.2, 0.4, 1.5, 2.5]),
+                    samples_per_class=[60] * 10)
+    assert advice.strategy == "partial:2" and advice.unfreeze == ("b4", "b5")
+    assert "best probe layer is b3 (3 of 5)" in advice.reasons[0]
+    assert advice.measurements["top_drop"] == 1.0
+
+
+def test_much_data_far_from_the_source_means_fine_tuning_everything():
+    advice = advise(_measures([0.3, 0.4, 0.5, 0.55, 0.56], similarity=[0.5, 1.0, 2.0, 3.0, 3.0]),
+                    samples_per_class=[2000] * 10)
+    assert advice.strategy in ("full", "lp-ft") and "large data" in advice.scenario
+    assert "far from the source" in advice.scenario and advice.unfreeze == tuple(NAMES)
+
+
+def test_useless_features_and_plenty_of_data_favour_scratch_over_linear():
+    advice = advise(_measures([0.11, 0.12, 0.12, 0.13, 0.12]), samples_per_class=[5000] * 10)
+    ranks = [c["strategy"] for c in advice.candidates]
+    assert ranks.index("scratch") < ranks.index("linear") and advice.strategy != "linear"
+
+
+def test_close_scores_are_marked_ambiguous_and_advice_round_trips(tmp_path):
+    advice = advise(_measures([0.5, 0.7, 0.85, 0.92, 0.93]), samples_per_class=[8] * 10, margin=1.0)
+    assert advice.ambiguous
+    again = Advice.from_dict(json.loads(advice.to_json()))
+    assert again == advice and "candidates" in advice.render()
+
+
+def test_without_probes_the_advisor_says_what_it_needs():
+    from graft.errors import GraftError
+
+    layers = tuple(LayerMeasures(n, 8) for n in NAMES)
+    m = Measures("net", "data", "train", "val", 10, 10, ("a", "b"), layers, "b5", "", "none")
+    with pytest.raises(GraftError, match="linear-probe accuracies"):
+        advise(m)

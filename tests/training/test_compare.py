@@ -1,0 +1,102 @@
+"""graft compare and --strategy auto on a real (tiny) network and real files: fair budgets, dropped strategies
+with reasons, resumable comparisons, trials that settle an ambiguous advice."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import graft
+from graft.data import load_data
+from graft.errors import GraftError
+from graft.pipeline import compare, fit_auto
+from graft.strategy import parse_strategy
+from graft.training.budget import StepTimes
+from graft.training.compare import check_splits, plan_budget
+from tests.conftest import write_shades
+
+RANDOM = {"pretrained": False}
+
+
+@pytest.fixture
+def shades(tmp_path):
+    """150 grey 12x12 images of 3 classes told apart by brightness, with a test split."""
+    return write_shades(tmp_path / "shades.npz", 150, 120, step=40)
+
+
+def test_compare_runs_every_strategy_on_the_same_splits(tmp_path, shades):
+    out = tmp_path / "cmp"
+    result = compare("cifar_resnet20", shades, out, strategies="linear,partial:1,full,partial:99", budget=60,
+                     max_epochs=2, load_kwargs=RANDOM, data_kwargs={"val_fraction": 0.2})
+    assert [e["strategy"] for e in result.strategies] == ["linear", "partial:1", "full"]
+    assert result.dropped[0]["strategy"] == "partial:99" and "at most the 10 blocks" in result.dropped[0]["why"]
+    saved = json.loads((out / "comparison.json").read_text())
+    assert saved["best"] == result.best in {"linear", "partial:1", "full"}
+    for entry in saved["strategies"]:
+        run = entry["runs"][0]
+        epochs = 1 if entry["strategy"] == "linear" else 2  # linear's head is solved in one pass
+        assert run["epochs"] == epochs and len(run["history"]) == epochs and len(run["per_class_recall"]) == 3
+        assert 0 <= run["test_accuracy"] <= 1 and run["latency_ms"] > 0 and run["trainable_params"] > 0
+        configs = json.loads((tmp_path / run["run_dir"] / "config.json").read_text())
+        assert configs["data"] == json.loads((out / "runs" / "linear-s0" / "config.json").read_text())["data"]
+    linear, full = saved["strategies"][0]["runs"][0], saved["strategies"][2]["runs"][0]
+    assert linear["trainable_params"] < full["trainable_params"] == full["total_params"]
+    for name in ("comparison.json", "learning_curves.png", "accuracy_vs_time.png", "per_class.png", "report.html"):
+        assert (out / name).is_file(), name
+    # run again: the finished runs are read back, not trained again
+    again = compare("cifar_resnet20", shades, out, strategies="linear,partial:1,full", budget=60, max_epochs=2,
+                    load_kwargs=RANDOM, data_kwargs={"val_fraction": 0.2})
+    assert [e["runs"][0]["train_seconds"] for e in again.strategies] == [
+        e["runs"][0]["train_seconds"] for e in saved["strategies"]]
+
+
+def test_seeds_give_a_mean_and_a_spread(tmp_path, shades):
+    result = compare("cifar_resnet20", shades, tmp_path / "cmp", strategies="linear", budget=30, seeds=(0, 1),
+                     max_epochs=1, load_kwargs=RANDOM, data_kwargs={"val_fraction": 0.2}, report=False)
+    entry = result.strategies[0]
+    assert [r["seed"] for r in entry["runs"]] == [0, 1] and entry["std"]["val_accuracy"] is not None
+    assert "±" in result.table()[0][1]
+
+
+def test_a_budget_share_too_small_drops_the_strategy_and_says_why():
+    times = StepTimes(train=1.0, forward=0.2, train_steps=10, eval_steps=1, blocks=4)
+    epochs, dropped, share = plan_budget([parse_strategy("linear"), parse_strategy("full")], times, 16.0, 1, 30)
+    assert share == 8.0 and "linear" in epochs and "full" not in epochs
+    assert dropped[0]["strategy"] == "full" and "over its share of the budget (8 s of 16 s" in dropped[0]["why"]
+
+
+def test_no_strategy_fits_the_budget(tmp_path, shades):
+    with pytest.raises(GraftError, match="a budget that fits at least one strategy"):
+        compare("cifar_resnet20", shades, tmp_path / "c", strategies="full,scratch", budget=0.01,
+                load_kwargs=RANDOM, data_kwargs={"val_fraction": 0.2})
+
+
+def test_a_dataset_too_small_to_split(tmp_path):
+    x = np.random.default_rng(0).normal(size=(7, 1, 8, 8)).astype(np.float32)
+    data = load_data((x, np.array([0, 0, 0, 1, 1, 1, 2])), layout="NCHW")
+    with pytest.raises(GraftError, match="at least 3 samples of every class"):
+        check_splits(data)
+    with pytest.raises(GraftError, match="not applicable|strategy among"):
+        compare("cifar_resnet20", load_data((np.repeat(x, 4, 0), np.arange(28) % 2), layout="NCHW",
+                                            val_fraction=0.25), tmp_path / "c", strategies="everything",
+                load_kwargs=RANDOM)
+
+
+def test_auto_settles_an_ambiguous_advice_with_trials(tmp_path, shades):
+    out = tmp_path / "auto"
+    record, advice = fit_auto("cifar_resnet20", shades, out, budget=45, margin=10.0, load_kwargs=RANDOM,
+                              data_kwargs={"val_fraction": 0.2}, progress=False)
+    assert advice.trials and len({t["strategy"] for t in advice.trials}) == 3
+    rounds = [r for t in advice.trials for r in t["rounds"]]
+    assert {r["round"] for r in rounds} == {1, 2} and all((out / "trials").glob("round1-*"))
+    final = [t for t in advice.trials if any(r["round"] == 2 for r in t["rounds"])]
+    assert len(final) == 2  # 3 candidates -> the better 2 -> the best
+    winner = max(final, key=lambda t: t["rounds"][-1]["val_accuracy"])
+    assert advice.strategy == winner["strategy"] == record.strategy
+    saved = json.loads((out / "advice.json").read_text())
+    assert saved["strategy"] == record.strategy and saved["trials"]
+    for name in ("measures.json", "measures.png", "advice.json", "report.html", "model.safetensors"):
+        assert (out / name).is_file(), name
+    assert graft.load_run(out).spec.label_names == ("dark", "grey", "light")
