@@ -1,0 +1,159 @@
+"""The advisor, measured: ``--strategy auto`` against the oracle (every strategy run) and fixed recipes.
+
+Six transfer tasks built from ../shared (images, audio spectrograms, time series; 100 to 10000 training
+samples). On each, ``graft.pipeline.compare`` runs every strategy (linear, partial:1, partial:2, lp-ft, two-phase,
+full, scratch) with ``--per-strategy`` seconds each on the same splits: the oracle is the best test accuracy
+among them, and the fixed recipes are its ``linear``, ``two-phase`` and ``full`` rows. Then
+``graft.pipeline.fit_auto`` (probe, advise, trials when ambiguous, fit) runs on the same splits with
+``--auto-share`` of the comparison's total budget. Reported per task: the test accuracy of each, the regret of
+auto against the oracle (points), and auto's wall time as a fraction of the comparison's.
+
+    python bench/advisor_regret.py [--shared /work/shared] [--out results.json] [--per-strategy 30]
+        [--auto-share 0.25] [--tasks 1,2,...]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import CIFAR_RESNETS, environment, markdown_table, parse_args, write_json  # noqa: E402
+
+import graft  # noqa: E402
+from graft.data import Data, load_data  # noqa: E402
+from graft.pipeline import compare, fit_auto  # noqa: E402
+
+STRATEGIES = ("linear", "partial:1", "partial:2", "lp-ft", "two-phase", "full", "scratch")
+FIXED = ("linear", "two-phase", "full")
+CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CORAL_V1 = {"arch": "mobilenetv1_025", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+
+
+def _extra(p):
+    p.add_argument("--per-strategy", type=float, default=30.0, help="seconds per strategy in the oracle")
+    p.add_argument("--auto-share", type=float, default=0.25, help="auto's budget / the comparison's total")
+    p.add_argument("--tasks", help="which tasks (1-based, comma-separated); default all")
+
+
+def _pick(y: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per_class] for c in np.unique(y)]))
+
+
+def _with_test(train: Data, x_test, y_test, layout: str) -> Data:
+    test = load_data((x_test, y_test), layout=layout, label_names=list(train.spec.label_names))["train"]
+    return Data(train.spec, {**train.splits, "test": test}, train.split_record)
+
+
+def _images(path: Path, per_class: int, test_per_class: int, size: int | None = None) -> Data:
+    arrays = np.load(path)
+    keys = ("x_train", "y_train", "x_test", "y_test") if "x_train" in arrays.files else (
+        "train_images", "train_labels", "test_images", "test_labels")
+    x, y, xt, yt = (arrays[k] for k in keys)
+    i, j = _pick(y, per_class), _pick(yt, test_per_class)
+    x, y, xt, yt = x[i], y[i], xt[j], yt[j]
+    names = CIFAR10 if "cifar" in path.name else None  # CIFAR's own class names: the source head's rows match
+    if size is not None:  # NHWC uint8 -> NCHW float upsampled
+        def up(a):
+            t = torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255
+            return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False).numpy()
+        x, xt, layout = up(x), up(xt), "NCHW"
+    else:
+        layout = "NHWC" if x.ndim == 4 else "auto"
+    data = load_data((x, y), layout=layout, val_fraction=0.2, seed=0, label_names=names)
+    return _with_test(data, xt, yt, layout)
+
+
+def _tasks(shared: Path, tmp: Path):
+    w, d = shared / "weights", shared / "data"
+    r20 = w / CIFAR_RESNETS[20]
+    yield "ResNet-20 (CIFAR-10) -> MNIST, 10 per class", r20, {}, lambda: _images(d / "mnist" / "mnist.npz", 10, 100)
+    yield "ResNet-20 (CIFAR-10) -> MNIST, 100 per class", r20, {}, lambda: _images(d / "mnist" / "mnist.npz", 100, 100)
+    yield ("ResNet-20 (CIFAR-10) -> CIFAR-10 subset, 1000 per class", r20, {},
+           lambda: _images(d / "cifar10" / "cifar10_jpg_subset.npz", 1000, 200))
+    yield ("MobileNetV1-0.25 (ImageNet) -> CIFAR-10, 200 per class, 64 px", w / "mobilenetv1_025_128_imagenet.timm.safetensors",
+           CORAL_V1, lambda: _images(d / "cifar10" / "cifar10_jpg_subset.npz", 200, 100, size=64))
+    yield ("ResNet-20 (CIFAR-10) -> FSDD spoken digits, log-mel", r20, {},
+           lambda: load_data(d / "fsdd" / "recordings", val_fraction=0.2, seed=0))
+
+    def gunpoint():
+        return load_data(d / "ucr" / "GunPoint", normalize="zscore", val_fraction=0.2, seed=0)
+
+    source = tmp / "GunPointAgeSpan"
+
+    def pretrained():
+        if not (source / "model.safetensors").is_file():
+            src = load_data(d / "ucr" / "GunPointAgeSpan", normalize="zscore")
+            graft.pretrain("ts_fcn", src, source, epochs=40, lr=1e-3, seed=0, width=64)
+        return source / "model.safetensors"
+
+    yield "ts_fcn (UCR GunPointAgeSpan) -> GunPoint, 50 train", pretrained, {}, gunpoint
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0], _extra)
+    torch.set_num_threads(2)
+    shared = Path(args.shared)
+    chosen = {int(t) for t in args.tasks.split(",")} if args.tasks else None
+    results, rows = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for number, (name, model, load_kwargs, make_data) in enumerate(_tasks(shared, tmp), 1):
+            if chosen and number not in chosen:
+                continue
+            model = model() if callable(model) else model
+            data = make_data()
+            keep = {"keep_rows": "never"} if "GunPoint" in name else {}  # UCR classes are "1", "2": not the same
+            budget = args.per_strategy * len(STRATEGIES)
+            t0 = time.perf_counter()
+            oracle = compare(model, data, tmp / f"cmp{number}", strategies=STRATEGIES, budget=budget,
+                             max_epochs=100, target=keep, load_kwargs=load_kwargs, report=False)
+            all_seconds = time.perf_counter() - t0
+            test = {e["strategy"]: e["mean"]["test_accuracy"] for e in oracle.strategies}
+            t0 = time.perf_counter()
+            record, advice = fit_auto(model, data, tmp / f"auto{number}", budget=budget * args.auto_share,
+                                      target=keep, load_kwargs=load_kwargs, progress=False)
+            auto_seconds = time.perf_counter() - t0
+            best = max(test, key=lambda k: test[k])
+            entry = {"task": name, "train": len(data["train"]), "val": len(data["val"]), "test": len(data["test"]),
+                     "test_accuracy": test, "oracle": best, "oracle_by_val": oracle.best,
+                     "dropped": oracle.dropped, "auto": advice.strategy, "auto_accuracy": record.final_accuracy,
+                     "auto_trials": [t["strategy"] for t in advice.trials], "regret_points":
+                     100 * (test[best] - record.final_accuracy), "auto_seconds": auto_seconds,
+                     "all_seconds": all_seconds, "compute_fraction": auto_seconds / all_seconds,
+                     "advice_scores": {c["strategy"]: c["score"] for c in advice.candidates}}
+            results.append(entry)
+            print(f"{name}: oracle {best} {test[best]:.3f}; auto {advice.strategy} {record.final_accuracy:.3f} "
+                  f"(regret {entry['regret_points']:.1f} points, {100 * entry['compute_fraction']:.0f} % of the "
+                  f"compute); fixed: " + ", ".join(f"{k} {test.get(k, float('nan')):.3f}" for k in FIXED), flush=True)
+            rows.append([name, len(data["train"]), f"{best} {test[best]:.3f}",
+                         f"{advice.strategy} {record.final_accuracy:.3f}", f"{entry['regret_points']:.1f}",
+                         f"{100 * entry['compute_fraction']:.0f} %",
+                         *(f"{test[k]:.3f}" if test.get(k) is not None else "-" for k in FIXED)])
+            write_json(args.out, {"environment": environment(), "per_strategy_seconds": args.per_strategy,
+                                  "auto_share": args.auto_share, "tasks": results, "complete": False})
+    if results:
+        regret = statistics.mean(r["regret_points"] for r in results)
+        fraction = statistics.mean(r["compute_fraction"] for r in results)
+        fixed = {k: statistics.mean(100 * (max(r["test_accuracy"].values()) - (r["test_accuracy"].get(k) or 0))
+                                    for r in results) for k in FIXED}
+        rows.append(["mean", "", "", "", f"{regret:.1f}", f"{100 * fraction:.0f} %",
+                     *(f"regret {fixed[k]:.1f}" for k in FIXED)])
+        print()
+        print(markdown_table(["task", "train", "oracle (test)", "auto (test)", "regret (points)", "auto compute",
+                              *FIXED], rows))
+        write_json(args.out, {"environment": environment(), "per_strategy_seconds": args.per_strategy,
+                              "auto_share": args.auto_share, "tasks": results, "mean_regret_points": regret,
+                              "mean_compute_fraction": fraction, "fixed_regret_points": fixed, "complete": True})
+
+
+if __name__ == "__main__":
+    main()
