@@ -99,6 +99,7 @@ def fit_auto(model, data, out: str | Path, *, budget=None, epochs: int | None = 
                              "continue it with --resume, or pass another --out")
         advice = advise(backbone, data, out=out, target=target, log=say)
         say(advice.render())
+        say(f"measured and advised in {time.perf_counter() - start:.0f} s")
         candidates = trial_candidates(advice, margin)
         if len(candidates) > 1 and seconds is not None:
             plan = plan_surgery(backbone, data=data, **(target or {}))
@@ -114,12 +115,28 @@ def fit_auto(model, data, out: str | Path, *, budget=None, epochs: int | None = 
             say(f"{', '.join(candidates)} score within {margin}: without --budget no trials run; fitting "
                 f"{advice.strategy}")
         _write_json(saved, advice.to_dict())
-    left = None if seconds is None else max(1.0, seconds - (time.perf_counter() - start))
+    left = None if seconds is None else seconds - (time.perf_counter() - start)
+    if left is not None and epochs is None:
+        from graft.strategy.spec import parse_strategy
+        from graft.training.budget import TWO_PHASE, strategy_seconds
+
+        strategy = parse_strategy(advice.strategy)
+        grafted = plan_surgery(backbone, data=data, **(target or {})).apply(backbone)
+        least = 2 if strategy.name in TWO_PHASE else 1
+        need = strategy_seconds(strategy, measure_step_times(grafted, data, batch_size, seed), least)
+        if left < need:  # the measurements took the budget: fit the shortest run rather than nothing
+            say(f"the measurements and trials took {_secs(seconds - left)} of the {_secs(seconds)} budget; fitting "
+                f"{advice.strategy} for its minimum, {least} epoch{'s' if least > 1 else ''} (about {need:.0f} s)")
+            epochs, left = least, None
     record = _fine_tune_api(backbone, data, out, strategy=advice.strategy, epochs=epochs, budget=left,
                             batch_size=batch_size, seed=seed, resume=resume, target=target,
                             log=epoch_log, progress=progress,
                             **{**advice.options, **fit_options})
     return record, advice
+
+
+def _secs(value: float) -> str:
+    return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
 
 
 def write_report(run_dir: str | Path) -> Path:

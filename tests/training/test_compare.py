@@ -100,3 +100,12 @@ def test_auto_settles_an_ambiguous_advice_with_trials(tmp_path, shades):
     for name in ("measures.json", "measures.png", "advice.json", "report.html", "model.safetensors"):
         assert (out / name).is_file(), name
     assert graft.load_run(out).spec.label_names == ("dark", "grey", "light")
+
+
+def test_auto_fits_the_shortest_run_when_the_measurements_took_the_budget(tmp_path, shades):
+    said = []
+    record, advice = fit_auto("cifar_resnet20", shades, tmp_path / "auto", budget=0.5, load_kwargs=RANDOM,
+                              data_kwargs={"val_fraction": 0.2}, progress=False, log=said.append)
+    least = 2 if advice.strategy in ("two-phase", "gradual") else 1
+    assert record.epochs == least and (tmp_path / "auto" / "model.safetensors").is_file()
+    assert any("took" in m and "of the 0.5 s budget" in m and "for its minimum" in m for m in said), said
