@@ -129,7 +129,8 @@ def main() -> None:
                      "auto_trials": [t["strategy"] for t in advice.trials], "regret_points":
                      100 * (test[best] - record.final_accuracy), "auto_seconds": auto_seconds,
                      "all_seconds": all_seconds, "compute_fraction": auto_seconds / all_seconds,
-                     "advice_scores": {c["strategy"]: c["score"] for c in advice.candidates}}
+                     "advice_scores": {c["strategy"]: c["score"] for c in advice.candidates},
+                     "advice_measurements": advice.measurements}
             results.append(entry)
             print(f"{name}: oracle {best} {test[best]:.3f}; auto {advice.strategy} {record.final_accuracy:.3f} "
                   f"(regret {entry['regret_points']:.1f} points, {100 * entry['compute_fraction']:.0f} % of the "

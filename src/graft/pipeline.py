@@ -44,8 +44,9 @@ def advise(model, data, *, out: str | Path | None = None, target: dict | None = 
     backbone, data = _inputs(model, data, load_kwargs, data_kwargs)
     plan = plan_surgery(backbone, data=data, **(target or {}))
     grafted = plan.apply(backbone)
-    measures = probe(grafted, data, eval_split="val" if "val" in data.splits else None, max_samples=max_samples,
-                     out=out, plot=out is not None, log=log)
+    has_val = "val" in data.splits
+    measures = probe(grafted, data, eval_split="val" if has_val else None, max_samples=max_samples, out=out,
+                     plot=out is not None, log=log, choose_c="eval" if has_val else "cv")
     advice = _advise(measures, samples_per_class=samples_per_class(data),
                      blocks=[b.name for b in grafted.spec.blocks])
     if out is not None:

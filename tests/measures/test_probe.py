@@ -117,3 +117,31 @@ def test_wilson_interval_known_values():
 def test_same_seed_same_result():
     features, labels = blobs(90, separation=1.0)
     assert linear_probe(features, labels, cs=[0.1, 1.0]) == linear_probe(features, labels, cs=[0.1, 1.0])
+
+
+def test_choosing_c_on_the_evaluation_split_matches_sklearn_fits_on_the_training_set():
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = blobs(300, d=20, separation=0.6, seed=4)
+    train, val = slice(0, 200), slice(200, 300)
+    grid = [1e-3, 1e-2, 1.0]
+    result = linear_probe(features[train], labels[train], features[val], labels[val], cs=grid, choose_c="eval")
+    mean, scale = features[train].mean(0), features[train].std(0)
+    expected = {}
+    for c in grid:  # each C fitted on all training samples, scored on the evaluation split
+        model = LogisticRegression(C=c, max_iter=1000).fit((features[train] - mean) / scale, labels[train])
+        expected[f"{c:g}"] = float((model.predict((features[val] - mean) / scale) == labels[val]).mean())
+    assert result.evaluated_on == "eval" and result.n_test == 100
+    assert result.cv_accuracy == pytest.approx(expected, abs=0.011)  # warm starts may move one sample
+    assert result.accuracy == max(result.cv_accuracy.values()) and result.c == grid[
+        list(result.cv_accuracy.values()).index(result.accuracy)]
+    assert any("chosen on the evaluation split" in n for n in result.notes)
+    assert len(set(expected.values())) > 1  # the choice is not trivial
+
+
+def test_choose_c_needs_an_evaluation_split():
+    features, labels = blobs(60)
+    with pytest.raises(GraftError, match="choose_c='eval'"):
+        linear_probe(features, labels, choose_c="eval")
+    with pytest.raises(GraftError, match="choose_c as 'cv'"):
+        linear_probe(features, labels, choose_c="test")

@@ -33,7 +33,7 @@ class ProbeResult:
     prediction (``evaluated_on`` says which). ``ci_low``/``ci_high``: 95 % Wilson score interval of the
     accuracy. ``per_class_accuracy`` maps each class (as a string) present in the evaluated samples to its
     recall; ``balanced_accuracy`` is their mean. ``cv_accuracy`` maps each tried ``C`` to its
-    cross-validated accuracy. ``notes`` says what was adapted (fewer folds, C at the edge of the grid...).
+    cross-validated accuracy (with ``evaluated_on="eval"``: its accuracy on the evaluation split). ``notes`` says what was adapted (fewer folds, C at the edge of the grid...).
     """
 
     accuracy: float
@@ -148,7 +148,7 @@ def _test_codes(test_labels: object, classes: np.ndarray, num_test: int) -> np.n
 
 def linear_probe(train_features: object, train_labels: object, test_features: object = None,
                  test_labels: object = None, *, cs: Sequence[float] | None = None, folds: int = 5, seed: int = 0,
-                 max_iter: int = 1000) -> ProbeResult:
+                 max_iter: int = 1000, choose_c: str = "cv") -> ProbeResult:
     """Accuracy of a multinomial logistic regression on frozen features (a "linear probe").
 
     Alain and Bengio, "Understanding intermediate layers using linear classifier probes", ICLR 2017
@@ -163,6 +163,11 @@ def linear_probe(train_features: object, train_labels: object, test_features: ob
     test set; without, the accuracy is that of the out-of-fold predictions at that C (slightly optimistic).
     ``folds`` is reduced to the size of the smallest class when that class has fewer samples (``notes``
     says so); a class with a single sample is an error. Labels are mapped by ``np.unique``.
+
+    ``choose_c="eval"`` (with test arrays that are a validation split, never the final test set) fits the path
+    of C once on the whole training set and keeps the C that does best on the evaluation split: one fit per C
+    instead of ``folds + 1``, 5x faster with the defaults, and the accuracy is slightly optimistic (the best of
+    ``len(cs)`` on the same samples). ``graft advise`` uses it; ``notes`` says so.
 
     Time (2-core x86_64 CPU, idle, scikit-learn 1.9, lbfgs, 2 BLAS threads): N=5000, D=1280, 10 classes,
     default grid and folds: 6 to 9 s without a test set (25 warm-started fits on 4000 samples), about 6 s
@@ -190,13 +195,35 @@ def linear_probe(train_features: object, train_labels: object, test_features: ob
         raise LabelError("at least 2 training samples in every class (one to fit, one to validate)",
                          f"{len(single)} classes with a single sample: {single[:10]}",
                          "collect more samples for those classes, or drop or merge them")
-    if smallest < folds:
+    if smallest < folds and choose_c == "cv":
         notes.append(f"folds reduced from {folds} to {smallest}: the smallest class has {smallest} samples")
         folds = smallest
     if (test_features is None) != (test_labels is None):
         raise GraftError("test_features and test_labels together, or neither", "only one of them",
                          "pass both to evaluate on a test set, or neither to report cross-validated accuracy")
+    if choose_c not in ("cv", "eval"):
+        raise GraftError("choose_c as 'cv' (cross-validation on the training set) or 'eval' (the evaluation split)",
+                         repr(choose_c), "leave choose_c='cv' unless the test arrays are a validation split")
+    if choose_c == "eval" and test_features is None:
+        raise GraftError("test_features and test_labels with choose_c='eval'", "no evaluation split",
+                         "pass a validation split's features and labels, or use choose_c='cv'")
+    test = truth = None
+    if test_features is not None:
+        test = as_features(test_features, "test_features")
+        if test.shape[1] != features.shape[1]:
+            raise ShapeError("test_features with as many features as train_features",
+                             f"{test.shape[1]} test features and {features.shape[1]} training features",
+                             "take both from the same layer of the same model")
+        truth = _test_codes(test_labels, mapped.classes, len(test))
     unconverged: set[float] = set()
+    if choose_c == "eval":
+        path = _fit_path(features, mapped.codes, test, grid, int(seed), max_iter, unconverged)
+        eval_accuracy = (path == truth[None, :]).mean(axis=1)
+        best = int(np.argmax(eval_accuracy))
+        notes.append(f"C chosen on the evaluation split ({len(truth)} samples): the accuracy is the best of "
+                     f"{len(grid)} and slightly optimistic")
+        return _result(path[best], truth, grid, best, eval_accuracy, "eval", folds, unconverged, max_iter, notes,
+                       mapped.classes)
     out_of_fold = _cross_validate(features, mapped.codes, grid, folds, int(seed), max_iter, unconverged)
     cv_accuracy = (out_of_fold == mapped.codes[None, :]).mean(axis=1)
     best = int(np.argmax(cv_accuracy))  # the first maximum: the smallest C among ties
@@ -207,21 +234,22 @@ def linear_probe(train_features: object, train_labels: object, test_features: ob
     if test_features is None:
         predictions, truth, evaluated_on = out_of_fold[best], mapped.codes, "cross-validation"
     else:
-        test = as_features(test_features, "test_features")
-        if test.shape[1] != features.shape[1]:
-            raise ShapeError("test_features with as many features as train_features",
-                             f"{test.shape[1]} test features and {features.shape[1]} training features",
-                             "take both from the same layer of the same model")
-        truth = _test_codes(test_labels, mapped.classes, len(test))
         predictions = _fit_path(features, mapped.codes, test, (chosen,), int(seed), max_iter, unconverged)[0]
         evaluated_on = "test"
+    return _result(predictions, truth, grid, best, cv_accuracy, evaluated_on, folds, unconverged, max_iter, notes,
+                   mapped.classes)
+
+
+def _result(predictions: np.ndarray, truth: np.ndarray, grid: tuple[float, ...], best: int, accuracy_per_c,
+            evaluated_on: str, folds: int, unconverged: set[float], max_iter: int, notes: list[str],
+            classes: np.ndarray) -> ProbeResult:
     if unconverged:
         notes.append(f"lbfgs did not converge within max_iter={max_iter} for C in {sorted(unconverged)}: "
                      "raise max_iter for exact figures")
     correct = predictions == truth
     low, high = wilson_interval(int(correct.sum()), len(truth))
-    per_class = {str(mapped.classes[c]): float(correct[truth == c].mean()) for c in np.unique(truth)}
-    return ProbeResult(accuracy=float(correct.mean()), ci_low=low, ci_high=high, n_test=len(truth), c=float(chosen),
-                       balanced_accuracy=float(np.mean(list(per_class.values()))), per_class_accuracy=per_class,
-                       evaluated_on=evaluated_on, folds=folds,
-                       cv_accuracy={f"{c:g}": float(a) for c, a in zip(grid, cv_accuracy)}, notes=tuple(notes))
+    per_class = {str(classes[c]): float(correct[truth == c].mean()) for c in np.unique(truth)}
+    return ProbeResult(accuracy=float(correct.mean()), ci_low=low, ci_high=high, n_test=len(truth),
+                       c=float(grid[best]), balanced_accuracy=float(np.mean(list(per_class.values()))),
+                       per_class_accuracy=per_class, evaluated_on=evaluated_on, folds=folds,
+                       cv_accuracy={f"{c:g}": float(a) for c, a in zip(grid, accuracy_per_c)}, notes=tuple(notes))

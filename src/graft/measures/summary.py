@@ -184,12 +184,13 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
                    batchnorm: Mapping[str, Mapping] | None = None, logits: np.ndarray | None = None,
                    source_features: Mapping[str, np.ndarray] | None = None, label_names: Sequence[str] = (),
                    model: str = "", data: str = "", train_split: str = "train", eval_split: str | None = None,
-                   probe: bool = True, folds: int = 5, seed: int = 0,
+                   probe: bool = True, folds: int = 5, seed: int = 0, choose_c: str = "cv",
                    progress: Callable[[str], None] | None = None) -> Measures:
     """Probe accuracy, LogME, H-score and similarity for each layer; LEEP and NCE of the source head.
 
     ``train_features[layer]`` is (N, D_layer); ``eval_features`` (optional) the same for held-out samples on
-    which the probe is evaluated (otherwise it is cross-validated); ``batchnorm`` maps BN layer names to
+    which the probe is evaluated (otherwise it is cross-validated; ``choose_c="eval"`` picks the probe's C on
+    them too, see :func:`linear_probe`); ``batchnorm`` maps BN layer names to
     ``source_mean``, ``source_var``, ``target_mean``, ``target_var`` and ``block``; ``logits`` are the
     source head's outputs on the training samples; ``source_features`` (optional) pooled features of a
     sample of the source data, per layer, used for similarity instead of the BN statistics.
@@ -216,7 +217,7 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
         result = None
         if probe:
             result = (linear_probe(x, y, np.asarray(eval_features[name]), np.asarray(eval_labels), folds=folds,
-                                   seed=seed) if eval_features is not None
+                                   seed=seed, choose_c=choose_c) if eval_features is not None
                       else linear_probe(x, y, folds=folds, seed=seed))
         entries.append(LayerMeasures(
             name=name, dim=int(x.shape[1]),
