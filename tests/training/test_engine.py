@@ -4,6 +4,7 @@ unfreeze, checkpoints, and a resumed run that ends with exactly the weights of a
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -76,9 +77,9 @@ def test_lp_ft_fits_the_head_to_convergence_first(tmp_path):
     trainer = Trainer(net, data, parse_strategy("lp-ft"), tmp_path / "r", epochs=2, batch_size=8)
     full = phases(parse_strategy("full"), len(trainer.blocks), 1)[0]
     assert trainer.phases[1].lrs == full.lrs and trainer.phases[1].trainable == full.trainable
-    x, y = trainer._head_inputs("train")
     trainer.epochs = 1  # stop after the probe
     trainer.run()
+    x, y = trainer._head_inputs("train")  # the features after the BatchNorm re-estimation: what it was solved on
     record = trainer.state.history[0]
     assert record["lbfgs_iterations"] > 1 and record["phase"].startswith("linear probe")
     assert record["head_c"] in C_GRID  # chosen on the validation split
@@ -88,6 +89,39 @@ def test_lp_ft_fits_the_head_to_convergence_first(tmp_path):
     head = net.module.fc
     ours = torch.softmax(x @ head.weight.detach().T + head.bias.detach(), 1).numpy()
     np.testing.assert_allclose(ours, reference.predict_proba(z), atol=2e-3)
+
+
+def test_lp_ft_solves_its_head_on_the_batchnorm_statistics_fine_tuning_will_use(tmp_path):
+    """AdaBN before the solve: the body's BatchNorm layers hold the training data's statistics, so a training-mode
+    pass (batch statistics, what the next phase runs) gives the solved head nearly the features it was solved
+    on. With the source's statistics, the first fine-tuning step would see other features (a loss spike)."""
+    from graft.data.transforms import Preprocess
+
+    net, data = _net(), _data()
+    source = {n: b.clone() for n, b in net.module.named_buffers() if n.endswith("running_mean")}
+    trainer = Trainer(net, data, parse_strategy("lp-ft"), tmp_path / "r", epochs=2, batch_size=48)
+    trainer.epochs = 1
+    trainer.run()
+    assert trainer.state.history[0]["batchnorm_adapted"] == len(source) > 0
+    adapted = {n: b for n, b in net.module.named_buffers() if n.endswith("running_mean")}
+    assert all(not torch.allclose(adapted[n], source[n]) for n in source)
+    stale_net = _net()  # the same run with the source's statistics kept (lp-ft before AdaBN)
+    stale = Trainer(stale_net, data, parse_strategy("lp-ft"), tmp_path / "s", epochs=2, batch_size=48)
+    stale.phases = (replace(stale.phases[0], adapt_batchnorm=False), *stale.phases[1:])
+    stale.epochs = 1
+    stale.run()
+    prep = Preprocess(net.spec.input.mean, net.spec.input.std, None)
+    x = prep.batch(torch.stack([data["train"][i][0] for i in range(len(data["train"]))]))  # all 48: one batch
+    y = torch.as_tensor(np.asarray(data["train"].y))
+
+    def losses(module):  # as solved (eval mode) and as the first fine-tuning step sees it (batch statistics)
+        with torch.no_grad():
+            return [float(nn.functional.cross_entropy(module.train(mode)(x), y)) for mode in (False, True)]
+
+    solved, first_step = losses(net.module)
+    stale_solved, stale_first_step = losses(stale_net.module)
+    assert abs(first_step - solved) < 0.05 * solved
+    assert abs(stale_first_step - stale_solved) > 4 * abs(first_step - solved)
 
 
 def test_layer_wise_decay_lowers_lower_blocks():

@@ -120,6 +120,9 @@ class Phase(JsonSerializable):
     unfreeze_every: int = 0  # gradual: one more block every this many epochs, from the top
     reinitialize: bool = False  # scratch: fresh weights before this phase
     solve_head: bool = False  # lp-ft: one pass, then the head is fit to convergence (L-BFGS), not by SGD epochs
+    # lp-ft: before the solve, the BatchNorm statistics of the blocks that train next are re-estimated on the
+    # training data (AdaBN), so the head is solved on the features fine-tuning will start from
+    adapt_batchnorm: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -161,7 +164,7 @@ def phases(strategy: Strategy, num_blocks: int, epochs: int, has_adapter: bool =
     if s.name == "lp-ft":
         # Kumar et al. 2022: a converged linear probe (not a few SGD epochs of it), then fine-tune everything from
         # that head, here with full's recipe (layer-wise decay, warm-up, cosine): the head no longer starts random
-        return (Phase("linear probe (solved, body frozen)", 1, head, (lr,), solve_head=True),
+        return (Phase("linear probe (solved, body frozen)", 1, head, (lr,), solve_head=True, adapt_batchnorm=True),
                 Phase("everything", epochs - 1, (-2, *every, -1), (lr, *decayed(every, lr), lr)))
     if s.name == "two-phase":
         return (Phase("head (body frozen)", first, head, (lr,)),

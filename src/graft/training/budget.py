@@ -4,8 +4,9 @@ Two timings on a copy of the network (3 steps each, after one untimed): a traini
 trainable, and a forward pass without gradients, both at the training batch size. A strategy's phases are then
 priced from them: a phase that trains ``k`` of ``L`` blocks costs the forward pass plus ``k / L`` of the
 backward; a phase whose frozen prefix is computed once (``linear``, ``partial:K``, the head phase of
-``two-phase``) pays one forward pass, then only its trainable part per epoch; ``lp-ft``'s solved probe is one
-forward pass. Evaluation on the validation split adds one forward pass over it per epoch.
+``two-phase``) pays one forward pass, then only its trainable part per epoch; ``lp-ft``'s solved probe is two
+forward passes (the BatchNorm statistics, then the features). Evaluation on the validation split adds one
+forward pass over it per epoch.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class StepTimes:
             return 0.0
         evaluation = epochs * self.eval_steps * self.forward
         if phase.solve_head:  # one pass and one evaluation, whatever the epochs (a Linear head; see the Trainer)
-            return (self.train_steps + self.eval_steps) * self.forward
+            passes = 2 if phase.adapt_batchnorm else 1  # lp-ft re-estimates the BatchNorm statistics first
+            return (passes * self.train_steps + self.eval_steps) * self.forward
         share = min(1.0, max(0.05, sum(1 for g in phase.trainable if g >= 0) / max(1, self.blocks)))
         backward = max(0.0, self.train - self.forward) * share
         if cached:  # one pass through the frozen prefix, then the trainable part only

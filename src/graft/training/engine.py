@@ -300,6 +300,7 @@ class Trainer:
 
         t0 = time.perf_counter()
         head = self._head()
+        adapted = self._adapt_batchnorm() if phase.adapt_batchnorm and self.strategy.batchnorm == "frozen" else 0
         x, y = self._head_inputs("train")
         x_val = y_val = None
         if self.eval_split == "val":
@@ -314,7 +315,35 @@ class Trainer:
                 "loss": solved.train_loss, "train_accuracy": solved.train_accuracy,
                 "lr": {str(g["graft_group"]): g["lr"] for g in self.optimizer.param_groups},
                 "seconds": round(time.perf_counter() - t0, 3), "cached_prefix": False,
-                "lbfgs_iterations": solved.iterations, "head_c": solved.c}
+                "lbfgs_iterations": solved.iterations, "head_c": solved.c, "batchnorm_adapted": adapted}
+
+    @torch.no_grad()
+    def _adapt_batchnorm(self) -> int:
+        """AdaBN (Li et al., 2016): replace the source statistics of every BatchNorm that will train in batch mode
+        (not the folded ones) by their average over one pass of the training data in the trainer's batches.
+        Without it, lp-ft solves its head on features normalized by the source's statistics, and its first
+        fine-tuning step, which normalizes by batch statistics, hands that head different features: a loss spike
+        that can undo the solve. Returns the number of layers re-estimated."""
+        layers = [m for name, m in self.module.named_modules()
+                  if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+                  and name not in self.folded_bn]
+        if not layers:
+            return 0
+        was_training, momenta = self.module.training, [m.momentum for m in layers]
+        self.module.eval()
+        for m in layers:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the pass
+            m.train()
+        try:
+            loader = self.data.loader("train", self.batch_size, shuffle=False)
+            for x, _ in track(loader, "BatchNorm statistics of the new data", total=len(loader), min_items=20):
+                self.module(self.prep.batch(x.to(self.device)))
+        finally:
+            for m, momentum in zip(layers, momenta):
+                m.momentum = momentum
+            self.module.train(was_training)
+        return len(layers)
 
     def _bar(self, total: int, description: str) -> LiveBar:
         console = None if isinstance(self.progress, bool) else self.progress
