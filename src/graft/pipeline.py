@@ -22,6 +22,7 @@ from graft.training.compare import compare as _compare
 from graft.training.run import RunRecord, _write_json, parse_budget
 
 PROBE_SAMPLES = 2000  # the advisor's probe draws at most this many samples per split (stratified)
+MIN_TRIAL_VAL = 100  # trials need a validation split that can tell close candidates apart
 
 
 def _inputs(model, data, load_kwargs, data_kwargs) -> tuple[Backbone, Data]:
@@ -79,9 +80,10 @@ def compare(model, data, out: str | Path, *, strategies=DEFAULT_STRATEGIES, budg
 def fit_auto(model, data, out: str | Path, *, budget=None, epochs: int | None = None, batch_size: int = 32,
              seed: int = 0, resume: bool = False, target: dict | None = None, load_kwargs: dict | None = None,
              data_kwargs: dict | None = None, log=None, epoch_log=None, progress=True, margin: float = 0.05,
-             trial_share: float = 0.3, **fit_options) -> tuple[RunRecord, Advice]:
-    """``--strategy auto``: advise; when the advice is ambiguous and there is a budget, short trials of the close
-    candidates (``trial_share`` of the budget, successive halving); then fit the winner with what is left.
+             trial_share: float = 0.3, min_trial_val: int = MIN_TRIAL_VAL, **fit_options) -> tuple[RunRecord, Advice]:
+    """``--strategy auto``: advise; when the advice is ambiguous, there is a budget and the validation split has at
+    least ``min_trial_val`` samples, short trials of the close candidates (``trial_share`` of the budget,
+    successive halving); then fit the winner with what is left.
     ``log`` receives the advisor's messages (strings), ``epoch_log`` the fit's per-epoch records."""
     from graft.training.auto import successive_halving, trial_candidates, with_trials
     from graft.training.budget import measure_step_times
@@ -102,7 +104,12 @@ def fit_auto(model, data, out: str | Path, *, budget=None, epochs: int | None = 
         say(advice.render())
         say(f"measured and advised in {time.perf_counter() - start:.0f} s")
         candidates = trial_candidates(advice, margin)
-        if len(candidates) > 1 and seconds is not None:
+        val_size = len(data["val"]) if "val" in data.splits else 0
+        if len(candidates) > 1 and seconds is not None and val_size < min_trial_val:
+            say(f"{', '.join(candidates)} score within {margin}, but the validation split has {val_size} samples, "
+                f"too few to tell them apart in trials (at least {min_trial_val}; an accuracy near 0.8 on 100 "
+                f"samples is known to about ±8 points); fitting {advice.strategy}")
+        elif len(candidates) > 1 and seconds is not None:
             plan = plan_surgery(backbone, data=data, **(target or {}))
             grafted = plan.apply(backbone)
             check_splits(data)

@@ -87,7 +87,7 @@ def test_a_dataset_too_small_to_split(tmp_path):
 def test_auto_settles_an_ambiguous_advice_with_trials(tmp_path, shades):
     out = tmp_path / "auto"
     record, advice = fit_auto("cifar_resnet20", shades, out, budget=45, margin=10.0, load_kwargs=RANDOM,
-                              data_kwargs={"val_fraction": 0.2}, progress=False)
+                              data_kwargs={"val_fraction": 0.2}, progress=False, min_trial_val=10)
     assert advice.trials and len({t["strategy"] for t in advice.trials}) == 3
     rounds = [r for t in advice.trials for r in t["rounds"]]
     assert {r["round"] for r in rounds} == {1, 2} and all((out / "trials").glob("round1-*"))
@@ -109,3 +109,12 @@ def test_auto_fits_the_shortest_run_when_the_measurements_took_the_budget(tmp_pa
     least = 2 if advice.strategy in ("two-phase", "gradual") else 1
     assert record.epochs == least and (tmp_path / "auto" / "model.safetensors").is_file()
     assert any("took" in m and "of the 0.5 s budget" in m and "for its minimum" in m for m in said), said
+
+
+def test_auto_runs_no_trials_on_a_validation_split_too_small_to_decide_them(tmp_path, shades):
+    said = []
+    record, advice = fit_auto("cifar_resnet20", shades, tmp_path / "auto", budget=20, margin=10.0,
+                              load_kwargs=RANDOM, data_kwargs={"val_fraction": 0.2}, progress=False, log=said.append)
+    assert not advice.trials and not (tmp_path / "auto" / "trials").exists()
+    assert record.strategy == advice.candidates[0]["strategy"]  # the prior's choice
+    assert any("the validation split has 24 samples, too few" in m for m in said), said
