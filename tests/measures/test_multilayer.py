@@ -1,0 +1,75 @@
+"""The multilayer probe: features of several layers, narrowed, selected, and which layers carried the signal."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from graft.errors import GraftError, ShapeError
+from graft.measures import linear_probe
+from graft.measures.multilayer import MultilayerResult, multilayer_probe, narrow
+
+
+def _layers(n: int, seed: int = 0):
+    """Three classes. Layer "low" tells class 0 from the rest, layer "high" class 2 from the rest, "noise"
+    (300 wide) nothing: only both informative layers together separate all three."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    low = rng.normal(size=(n, 8))
+    low[:, 0] += 3.0 * (y == 0)
+    high = rng.normal(size=(n, 16))
+    high[:, 5] += 3.0 * (y == 2)
+    return {"low": low, "noise": rng.normal(size=(n, 300)), "high": high}, y
+
+
+def test_several_layers_together_beat_each_one_and_the_useful_ones_are_kept():
+    train, y = _layers(300)
+    test, y_test = _layers(300, seed=1)
+    result = multilayer_probe(train, y, test, y_test, max_width=100)
+    singles = {name: linear_probe(train[name], y, test[name], y_test).accuracy for name in ("low", "high")}
+    assert result.evaluated_on == "test" and result.n_test == 300
+    assert result.accuracy > max(singles.values()) + 0.15 and result.accuracy > 0.85
+    assert result.widths == {"low": [8, 8], "noise": [300, 100], "high": [16, 16]}
+    assert result.total == 124 and result.kept < result.total and result.fraction < 1
+    assert 0 in result.selected["low"] and 5 in result.selected["high"]
+    assert result.contributions["low"] + result.contributions["high"] > 0.5
+    assert sum(result.contributions.values()) == pytest.approx(1.0)
+    assert set(result.layers_kept()) >= {"low", "high"}
+
+
+def test_choosing_on_a_validation_split_and_cross_validation_without_one():
+    train, y = _layers(240)
+    val, y_val = _layers(120, seed=2)
+    chosen = multilayer_probe(train, y, val, y_val, choose="eval", fractions=(0.05, 1.0))
+    assert chosen.evaluated_on == "eval" and chosen.accuracy == max(chosen.fraction_accuracy.values())
+    assert any("slightly optimistic" in n for n in chosen.notes)
+    crossed = multilayer_probe(train, y, fractions=(0.05, 1.0))
+    assert crossed.evaluated_on == "cross-validation" and crossed.n_test == 240 and crossed.accuracy > 0.8
+
+
+def test_narrowing_averages_contiguous_channels():
+    x = np.arange(2 * 7, dtype=np.float64).reshape(2, 7)
+    np.testing.assert_allclose(narrow(x, 3), [[1, 4, 6], [8, 11, 13]])  # groups of 3: [0 1 2] [3 4 5] [6]
+    assert narrow(x, 7) is x
+
+
+def test_the_result_round_trips_through_json():
+    train, y = _layers(90)
+    result = multilayer_probe(train, y, fractions=(0.5, 1.0))
+    assert MultilayerResult.from_dict(json.loads(result.to_json())) == result
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda t, y: multilayer_probe({}, y), "at least one layer"),
+    (lambda t, y: multilayer_probe(t, y, {"low": t["low"]}, y), "test features for every training layer"),
+    (lambda t, y: multilayer_probe(t, y, choose="eval"), "choose='eval'"),
+    (lambda t, y: multilayer_probe(t, y, fractions=(0, 0.5)), "fractions in"),
+    (lambda t, y: multilayer_probe({"low": t["low"][:, :, None]}, y), "(N, D) features for layer 'low'"),
+    (lambda t, y: multilayer_probe(t, y, memory_limit=10_000), "lower max_width, tap fewer layers"),
+])
+def test_bad_input_says_what_to_do(call, words):
+    train, y = _layers(60)
+    with pytest.raises((GraftError, ShapeError), match=words.replace("(", r"\(").replace(")", r"\)")):
+        call(train, y)
