@@ -49,6 +49,10 @@ def test_probe_measures_every_layer_and_writes_the_run_folder(net, tmp_path):
     png = Image.open(tmp_path / "run" / "measures.png")
     assert png.format == "PNG" and png.size[0] > 400 and png.size[1] > 300
     assert "<- best" in m.render()
+    # every layer at once: the multilayer probe, beside the per-layer ones
+    assert m.multilayer["n_test"] == 27 and set(m.multilayer["selected"]) == set(STAGES)
+    assert m.multilayer["accuracy"] >= 0.9 and "all layers, selected (multilayer)" in m.render()
+    assert graft.probe(net, data, layers=STAGES, cache_dir=tmp_path / "cache", multilayer=False).multilayer is None
 
 
 def test_without_a_test_split_the_probe_is_cross_validated(net, tmp_path):
@@ -131,6 +135,10 @@ def test_the_probe_command(tmp_path, capsys, pets_npz):
     assert [e["name"] for e in saved["layers"]] == ["layer3.2", "layer3.1"]
     assert main(["probe", "cifar_resnet20", "--random", "--data", str(pets_npz), "--layers", "last", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["best_layer"] == "layer3.2"
+    assert saved["multilayer"]["kept"] >= 1  # two layers tapped: the multilayer probe ran
+    assert main(["probe", "cifar_resnet20", "--random", "--data", str(pets_npz), "--layers", "layer3.2,-2",
+                 "--no-multilayer", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["multilayer"] is None
 
 
 def test_the_probe_command_refuses_a_plot_without_a_folder(capsys, pets_npz):

@@ -99,7 +99,7 @@ def probe(model, data, *, split: str = "train", eval_split: str | None = "auto",
           out: str | Path | None = None, plot: bool = False, source_data=None, source_split: str = "train",
           input_size: tuple[int, ...] | None = None, batch_size: int | None = None, folds: int = 5, seed: int = 0,
           max_samples: int | None = None, load_kwargs: dict | None = None, data_kwargs: dict | None = None,
-          cache_dir: str | Path | None = None, log=None, choose_c: str = "cv") -> Measures:
+          cache_dir: str | Path | None = None, log=None, choose_c: str = "cv", multilayer: bool = True) -> Measures:
     """Measure how well each layer of ``model`` transfers to ``data``: linear-probe accuracy, LogME, H-score and
     similarity to the source per layer, LEEP and NCE of the source head; the best layer and why.
 
@@ -109,7 +109,8 @@ def probe(model, data, *, split: str = "train", eval_split: str | None = "auto",
     source's kind, e.g. a few hundred source images), the Fréchet distance between feature distributions.
     ``max_samples`` caps every split (a stratified, seeded draw) to keep the measures quick on large data.
     ``choose_c="eval"`` chooses the probe's regularization on ``eval_split`` instead of by cross-validation on
-    ``split`` (5x faster; for a validation split only, as ``graft advise`` does).
+    ``split`` (5x faster; for a validation split only, as ``graft advise`` does). ``multilayer``: also probe
+    every layer at once with feature selection (:func:`graft.measures.multilayer.multilayer_probe`).
     With ``out``, writes ``out/measures.json`` (and ``out/measures.png`` with ``plot=True``).
     """
     backbone = model if isinstance(model, Backbone) else load_model(model, **(load_kwargs or {}))
@@ -138,7 +139,7 @@ def probe(model, data, *, split: str = "train", eval_split: str | None = "auto",
         evaluated.labels() if evaluated else None, batchnorm=train.batchnorm_statistics(), logits=train.logits(),
         source_features={n: source.features(n) for n in names} if source else None,
         label_names=data.spec.label_names, model=backbone.spec.name, data=data.spec.name, train_split=split,
-        eval_split=eval_split, folds=folds, seed=seed, choose_c=choose_c,
+        eval_split=eval_split, folds=folds, seed=seed, choose_c=choose_c, multilayer=multilayer,
         progress=lambda name: say(f"measuring {name}"))
     extraction = {"extract_" + fs.split: round(fs.seconds, 3) for fs in (train, evaluated) if fs is not None}
     notes = list(dict.fromkeys(n for fs in (train, evaluated, source) if fs is not None for n in fs.notes))

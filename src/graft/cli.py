@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "BatchNorm layers hold no statistics")
     pr.add_argument("--out", help="run folder for measures.json (and measures.png with --plot)")
     pr.add_argument("--plot", action="store_true", help="write measures.png: the per-layer curves")
+    pr.add_argument("--no-multilayer", action="store_true",
+                    help="skip the probe over every layer at once (selected features; the slowest measure)")
 
     f = sub.add_parser("fit", help="adapt a network to a dataset and train it with a strategy; resumable")
     train_data_args(f)
@@ -259,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                              out=args.out, plot=args.plot, source_data=args.source_data,
                              input_size=tuple(args.input_size) if args.input_size else None,
                              batch_size=args.batch_size, seed=args.seed, max_samples=args.max_samples,
+                             multilayer=not args.no_multilayer,
                              load_kwargs=_load_kwargs(args), data_kwargs=_data_kwargs(args),
                              log=None if args.json else (lambda m: err.print(m, highlight=False)))
             print(measures.to_json() if args.json else measures.render(width=out.width))

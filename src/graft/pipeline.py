@@ -39,17 +39,19 @@ def samples_per_class(data: Data, split: str = "train") -> list[int]:
 
 
 def advise(model, data, *, out: str | Path | None = None, target: dict | None = None, max_samples: int = PROBE_SAMPLES,
-           load_kwargs: dict | None = None, data_kwargs: dict | None = None, log=None) -> Advice:
+           load_kwargs: dict | None = None, data_kwargs: dict | None = None, log=None, epochs_for=None) -> Advice:
     """Probe ``model`` (grafted to ``data``) layer by layer on the training data, evaluated on ``val`` (never on
-    test), and advise a strategy with its reasons. With ``out``: measures.json, measures.png, advice.json."""
+    test), and advise a strategy with its reasons. With ``out``: measures.json, measures.png, advice.json.
+    ``epochs_for(strategy)``: the epochs the fit's budget affords (see :func:`graft.strategy.advisor.advise`)."""
     backbone, data = _inputs(model, data, load_kwargs, data_kwargs)
     plan = plan_surgery(backbone, data=data, **(target or {}))
     grafted = plan.apply(backbone)
     has_val = "val" in data.splits
     measures = probe(grafted, data, eval_split="val" if has_val else None, max_samples=max_samples, out=out,
-                     plot=out is not None, log=log, choose_c="eval" if has_val else "cv")
+                     plot=out is not None, log=log, choose_c="eval" if has_val else "cv",
+                     multilayer=False)  # no strategy fits it yet: not worth the advisor's time
     advice = _advise(measures, samples_per_class=samples_per_class(data),
-                     blocks=[b.name for b in grafted.spec.blocks])
+                     blocks=[b.name for b in grafted.spec.blocks], epochs_for=epochs_for)
     if out is not None:
         _write_json(Path(out) / "advice.json", advice.to_dict())
     return advice
@@ -100,7 +102,9 @@ def fit_auto(model, data, out: str | Path, *, budget=None, epochs: int | None = 
         if (out / "checkpoints" / "last.json").exists():
             raise GraftError(f"an empty or new run folder for {out}", "a folder that already holds a run",
                              "continue it with --resume, or pass another --out")
-        advice = advise(backbone, data, out=out, target=target, log=say)
+        advice = advise(backbone, data, out=out, target=target, log=say,
+                        epochs_for=None if seconds is None else _epochs_in(backbone, data, target, batch_size,
+                                                                          seed, seconds, start))
         say(advice.render())
         say(f"measured and advised in {time.perf_counter() - start:.0f} s")
         candidates = trial_candidates(advice, margin)
@@ -141,6 +145,26 @@ def fit_auto(model, data, out: str | Path, *, budget=None, epochs: int | None = 
                             log=epoch_log, progress=progress,
                             **{**advice.options, **fit_options})
     return record, advice
+
+
+def _epochs_in(backbone, data, target, batch_size: int, seed: int, seconds: float, start: float):
+    """``strategy -> epochs`` that fit in what is left of ``seconds`` (counted from ``start``) when it is asked;
+    the steps are timed once, at the first question."""
+    from graft.strategy.spec import parse_strategy
+    from graft.training.budget import epochs_for_budget, measure_step_times
+
+    timed = {}
+
+    def epochs_for(label: str) -> int:
+        if "times" not in timed:
+            grafted = plan_surgery(backbone, data=data, **(target or {})).apply(backbone)
+            timed["times"] = measure_step_times(grafted, data, batch_size, seed)
+            timed["adapter"] = any(n.startswith("input_layer.") for n, _ in grafted.module.named_parameters())
+        left = max(0.0, seconds - (time.perf_counter() - start))
+        return epochs_for_budget(parse_strategy(label), timed["times"], left, max_epochs=100,
+                                 has_adapter=timed["adapter"])
+
+    return epochs_for
 
 
 def _secs(value: float) -> str:

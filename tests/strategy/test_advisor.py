@@ -74,3 +74,20 @@ def test_without_probes_the_advisor_says_what_it_needs():
     m = Measures("net", "data", "train", "val", 10, 10, ("a", "b"), layers, "b5", "", "none")
     with pytest.raises(GraftError, match="linear-probe accuracies"):
         advise(m)
+
+
+def test_a_short_budget_marks_down_the_strategies_it_cannot_train_long_enough():
+    """ResNet-20 -> FSDD spectrograms (bench/advisor_regret.py, task 5): the measures favour fine-tuning
+    everything, but the fit's budget affords it 1 epoch; partial:2, with its frozen prefix computed once,
+    affords 40."""
+    measures = _measures([0.3, 0.5, 0.70, 0.66, 0.62], similarity=[0.1, 0.2, 0.3, 0.4, 0.5])
+    unbounded = advise(measures, samples_per_class=[216] * 10)
+    assert unbounded.strategy == "full"
+    epochs = {"full": 1, "lp-ft": 2, "scratch": 1, "linear": 1, "partial:2": 40}
+    short = advise(measures, samples_per_class=[216] * 10, epochs_for=epochs.get)
+    assert short.strategy == "partial:2" and short.measurements["epochs_in_budget"] == epochs
+    full = next(c for c in short.candidates if c["strategy"] == "full")
+    assert "affords only 1 epoch of it" in full["why"] and full["score"] < next(
+        c["score"] for c in unbounded.candidates if c["strategy"] == "full")
+    linear = next(c for c in short.candidates if c["strategy"] == "linear")
+    assert "affords" not in linear["why"]  # a solved head needs one pass, not epochs

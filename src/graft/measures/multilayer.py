@@ -132,22 +132,33 @@ def _accuracies(x: np.ndarray, y: np.ndarray, evaluation, cs: Sequence[float], f
 
 
 def multilayer_probe(train_features: Mapping[str, object], train_labels: object,
-                     test_features: Mapping[str, object] | None = None, test_labels: object = None, *,
-                     choose: str = "cv", fractions: Sequence[float] = FRACTIONS, cs: Sequence[float] | None = None,
-                     max_width: int = MAX_WIDTH, folds: int = 3, seed: int = 0, max_iter: int = 500,
-                     memory_limit: int = MEMORY_LIMIT) -> MultilayerResult:
+                     test_features: Mapping[str, object] | None = None, test_labels: object = None,
+                     **options) -> MultilayerResult:
     """Accuracy of a logistic regression on the selected features of every layer (see the module docstring).
 
     ``train_features[layer]``: (N, D_layer), layers in network order; ``test_features`` the same layers for
     held-out samples. ``choose="cv"``: C and the fraction by ``folds``-fold cross-validation on the training
     set, then refit and evaluated on the test arrays (or out of fold without them); ``choose="eval"``: both
-    chosen on the test arrays, which must then be a validation split.
+    chosen on the test arrays, which must then be a validation split. Options: ``choose``, ``fractions``,
+    ``cs``, ``max_width``, ``folds``, ``seed``, ``max_iter``, ``memory_limit`` (bytes of features held).
 
     Shape:
         - train_features: {layer: (N, D_layer)}; train_labels: (N,)
         - test_features: {layer: (N_test, D_layer)}, test_labels: (N_test,)
         - returns: :class:`MultilayerResult`
     """
+    return multilayer_head(train_features, train_labels, test_features, test_labels, **options)[0]
+
+
+def multilayer_head(train_features: Mapping[str, object], train_labels: object,
+                    test_features: Mapping[str, object] | None = None, test_labels: object = None, *,
+                    choose: str = "cv", fractions: Sequence[float] = FRACTIONS, cs: Sequence[float] | None = None,
+                    max_width: int = MAX_WIDTH, folds: int = 3, seed: int = 0, max_iter: int = 500,
+                    memory_limit: int = MEMORY_LIMIT) -> tuple[MultilayerResult, dict[str, np.ndarray]]:
+    """:func:`multilayer_probe`, and the head it fit: ``keep`` (indices into the concatenated narrowed features),
+    ``weight`` (classes, len(keep)) and ``bias`` (classes,) acting on the raw narrowed features (the
+    standardization folded in; two classes as two rows). A network applies it with
+    :class:`graft.surgery.multilayer.MultilayerModel`."""
     layers = list(train_features) if isinstance(train_features, Mapping) else []
     if not layers:
         raise GraftError("train_features as a mapping from layer names to (N, D) features, at least one layer",
@@ -229,8 +240,15 @@ def multilayer_probe(train_features: Mapping[str, object], train_labels: object,
         inside = (keep >= bounds[i]) & (keep < bounds[i + 1])
         selected[name] = (keep[inside] - bounds[i]).tolist()
         contributions[name] = float(squared[inside].sum() / max(squared.sum(), 1e-300))
-    return MultilayerResult(accuracy=accuracy, ci_low=low, ci_high=high, n_test=n, evaluated_on=evaluated_on,
-                            fraction=fraction, c=float(c), kept=int(len(keep)), total=int(x.shape[1]),
-                            selected=selected, contributions=contributions, widths=widths,
-                            fraction_accuracy={f"{f:g}": float(a) for f, a in zip(fractions, per_fraction)},
-                            notes=tuple(notes))
+    result = MultilayerResult(accuracy=accuracy, ci_low=low, ci_high=high, n_test=n, evaluated_on=evaluated_on,
+                              fraction=fraction, c=float(c), kept=int(len(keep)), total=int(x.shape[1]),
+                              selected=selected, contributions=contributions, widths=widths,
+                              fraction_accuracy={f"{f:g}": float(a) for f, a in zip(fractions, per_fraction)},
+                              notes=tuple(notes))
+    weight, bias = head.coef_, head.intercept_
+    if weight.shape[0] == 1:  # sklearn's binary form: one logit; as two rows, the same softmax
+        weight, bias = np.vstack([-weight / 2, weight / 2]), np.array([-bias[0] / 2, bias[0] / 2])
+    mean, scale = x[:, keep].mean(axis=0), x[:, keep].std(axis=0)
+    scale[scale == 0] = 1.0
+    folded = weight / scale
+    return result, {"keep": keep, "weight": folded, "bias": bias - folded @ mean}

@@ -73,6 +73,7 @@ class Measures(JsonSerializable):
     classes: dict = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    multilayer: dict | None = None  # graft.measures.multilayer.MultilayerResult.to_dict(): every layer, selected
 
     def layer(self, name: str) -> LayerMeasures:
         for entry in self.layers:
@@ -102,6 +103,8 @@ class Measures(JsonSerializable):
                           "<- best" if e.name == self.best_layer else "")
         console.print(table)
         console.print(f"best layer: {self.best_layer}: {self.best_reason}", highlight=False)
+        if self.multilayer:
+            console.print(multilayer_line(self.multilayer), highlight=False)
         if self.leep is not None:
             console.print(f"source head: LEEP {self.leep:.3f}, NCE {self.nce:.3f} (closer to 0 = the source's "
                           "classes predict the new ones better)", highlight=False)
@@ -110,6 +113,15 @@ class Measures(JsonSerializable):
         for note in self.notes:
             console.print(f"note: {note}", highlight=False)
         return buf.getvalue().rstrip()
+
+
+def multilayer_line(m: dict) -> str:
+    """One line for the multilayer probe: accuracy, how many features were kept, the layers that carry it."""
+    shares = sorted(((v, k) for k, v in m["contributions"].items() if v >= 0.05), reverse=True)
+    carried = ", ".join(f"{k} {100 * v:.0f} %" for v, k in shares[:5]) or "no layer above 5 %"
+    return (f"all layers, selected (multilayer): {m['accuracy']:.3f} ({m['ci_low']:.3f}-{m['ci_high']:.3f}); "
+            f"{m['kept']} of {m['total']} features ({100 * m['fraction']:g} %) from "
+            f"{sum(1 for v in m['selected'].values() if v)} layers; the head's weight: {carried}")
 
 
 def _num(value: float | None) -> str:
@@ -184,7 +196,7 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
                    batchnorm: Mapping[str, Mapping] | None = None, logits: np.ndarray | None = None,
                    source_features: Mapping[str, np.ndarray] | None = None, label_names: Sequence[str] = (),
                    model: str = "", data: str = "", train_split: str = "train", eval_split: str | None = None,
-                   probe: bool = True, folds: int = 5, seed: int = 0, choose_c: str = "cv",
+                   probe: bool = True, folds: int = 5, seed: int = 0, choose_c: str = "cv", multilayer: bool = True,
                    progress: Callable[[str], None] | None = None) -> Measures:
     """Probe accuracy, LogME, H-score and similarity for each layer; LEEP and NCE of the source head.
 
@@ -226,6 +238,17 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
             probe_c=None if result is None else result.c, logme=log_maximum_evidence(x, y), h_score=h_score(x, y),
             similarity=sim[name], batchnorms=bn_counts[name], seconds=round(time.perf_counter() - t0, 3)))
     seconds["layers"] = time.perf_counter() - start - seconds["similarity"]
+    every = None
+    if probe and multilayer and len(layers) > 1:
+        from graft.measures.multilayer import multilayer_probe
+
+        if progress is not None:
+            progress("every layer at once (multilayer probe)")
+        t0 = time.perf_counter()
+        every = multilayer_probe({n: train_features[n] for n in layers}, y,
+                                 None if eval_features is None else {n: eval_features[n] for n in layers},
+                                 eval_labels, choose="eval" if choose_c == "eval" else "cv", seed=seed).to_dict()
+        seconds["multilayer"] = time.perf_counter() - t0
     best, reason = _best(entries, len(y))
     leep = nce = None
     notes: list[str] = []
@@ -250,7 +273,7 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
                     num_train=int(len(y)), num_eval=int(len(eval_labels)) if eval_labels is not None else int(len(y)),
                     label_names=tuple(label_names), layers=tuple(entries), best_layer=best, best_reason=reason,
                     similarity_method=method, similarity_note=sim_note, leep=leep, nce=nce, classes=stats,
-                    seconds={k: round(v, 3) for k, v in seconds.items()}, notes=tuple(notes))
+                    seconds={k: round(v, 3) for k, v in seconds.items()}, notes=tuple(notes), multilayer=every)
 
 
 def _best(entries: Sequence[LayerMeasures], num_samples: int | None = None) -> tuple[str, str]:

@@ -175,6 +175,10 @@ def _measures(run: _RunFolder) -> str:
         parts.append(_table(("layer", "dim", "probe accuracy (95% CI)", "LogME", "H-score", "similarity", ""), rows,
                             {i for i, e in enumerate(layers) if e.get("name") == best}))
         parts.append(f"<p><b>best layer: {_escape(best)}</b>: {_escape(measures.get('best_reason', ''))}</p>")
+        if measures.get("multilayer"):
+            from graft.measures.summary import multilayer_line
+
+            parts.append(f"<p>{_escape(multilayer_line(measures['multilayer']))}</p>")
         if measures.get("leep") is not None:
             parts.append(f"<p>source head: LEEP {_escape(_format(measures['leep']))}, NCE "
                          f"{_escape(_format(measures.get('nce')))} (closer to 0: the source's classes predict the new "

@@ -24,7 +24,8 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_layer_measures(measures: Measures, path: str | Path) -> Path:
-    """Per-layer curves: probe accuracy with its 95 % interval and LogME (top), similarity (bottom)."""
+    """Per-layer curves: probe accuracy with its 95 % interval, the multilayer probe's accuracy (a horizontal line)
+    and LogME (top), similarity (bottom)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -42,6 +43,9 @@ def plot_layer_measures(measures: Measures, path: str | Path) -> Path:
                          alpha=0.2, label="95% interval")
         top.plot(xi, [e.probe_accuracy for _, e in probed], "o-", color="C0", label="linear-probe accuracy")
         top.set_ylabel("probe accuracy", color="C0")
+    if measures.multilayer:
+        top.axhline(measures.multilayer["accuracy"], color="C3", linestyle="-.", linewidth=1.2,
+                    label=f"every layer, selected: {measures.multilayer['accuracy']:.3f}")
     scored = [(i, e.logme) for i, e in zip(x, layers) if e.logme is not None]
     handles, labels = top.get_legend_handles_labels()
     if scored:

@@ -19,7 +19,7 @@ trials (successive halving) instead of trusting the prior.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from graft.errors import GraftError
@@ -27,6 +27,8 @@ from graft.jsonable import JsonSerializable
 from graft.measures.summary import Measures
 
 FAR_SHIFT = 1.0  # a BN shift of 1 (means a source standard deviation apart) counts as far from the source
+ENOUGH_EPOCHS = 6  # a strategy that affords fewer epochs in the budget left for the fit is marked down
+SHORT_PENALTY = 0.3  # by this much when it affords none, linearly less up to ENOUGH_EPOCHS
 
 
 @dataclass(frozen=True)
@@ -100,8 +102,13 @@ def _scenario(s: Signals) -> str:
 
 
 def advise(measures: Measures, *, samples_per_class: Sequence[int] = (), blocks: Sequence[str] | None = None,
-           margin: float = 0.05, lr: float | None = None) -> Advice:
-    """The strategy for the data ``measures`` describes (see the module docstring for how it decides)."""
+           margin: float = 0.05, lr: float | None = None, epochs_for: Callable[[str], int] | None = None) -> Advice:
+    """The strategy for the data ``measures`` describes (see the module docstring for how it decides).
+
+    ``epochs_for(strategy)``: how many epochs of it the time left for the fit affords (``graft fit --strategy
+    auto --budget``). A strategy that affords fewer than ``ENOUGH_EPOCHS`` loses up to ``SHORT_PENALTY``:
+    on a short budget, fine-tuning everything for one or two epochs loses to a partial fine-tune whose frozen
+    prefix is computed once and which runs many epochs in the same time (BENCHMARKS.md, FSDD)."""
     s = _signals(measures, samples_per_class)
     names = list(blocks) if blocks is not None else [e.name for e in measures.layers]
     best_name = measures.layers[s.best_index].name
@@ -133,6 +140,14 @@ def advise(measures: Measures, *, samples_per_class: Sequence[int] = (), blocks:
     cands.append(("scratch", -0.20 + 0.50 * s.size + 0.60 * (1 - s.quality),
                   "pretrained features help little here and there is data enough to learn its own"
                   if s.quality < 0.3 and s.size > 0.8 else "the control: pretrained features usually win"))
+    affordable = {}
+    if epochs_for is not None:
+        for i, (name, score, why) in enumerate(cands):
+            epochs = affordable[name] = int(epochs_for(name))
+            if epochs < ENOUGH_EPOCHS and name != "linear":  # linear's head is solved in one pass
+                cut = SHORT_PENALTY * (1 - epochs / ENOUGH_EPOCHS)
+                cands[i] = (name, score - cut, f"{why}; but the budget left affords only {epochs} epoch"
+                            f"{'s' if epochs != 1 else ''} of it, too few to adapt (-{cut:.2f})")
     ranked = sorted(cands, key=lambda c: -c[1])
     chosen, score, why = ranked[0]
     ambiguous = len(ranked) > 1 and ranked[0][1] - ranked[1][1] < margin
@@ -150,4 +165,4 @@ def advise(measures: Measures, *, samples_per_class: Sequence[int] = (), blocks:
                    "best_probe_accuracy": measures.layers[s.best_index].probe_accuracy,
                    "last_probe_accuracy": measures.layers[s.last_index].probe_accuracy,
                    "quality": round(s.quality, 3), "top_drop": round(s.drop, 3), "distance": round(s.distance, 3),
-                   "size": round(s.size, 3)})
+                   "size": round(s.size, 3), **({"epochs_in_budget": affordable} if affordable else {})})

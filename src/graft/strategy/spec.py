@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from graft.errors import GraftError
 from graft.jsonable import JsonSerializable
 
-STRATEGIES = ("linear", "partial", "lp-ft", "full", "two-phase", "gradual", "scratch", "adapter-warmup")
+STRATEGIES = ("linear", "partial", "lp-ft", "full", "two-phase", "gradual", "scratch", "adapter-warmup", "multilayer")
 DESCRIPTIONS = {
     "linear": "only the head, the body frozen: a logistic regression on the features, solved by L-BFGS",
     "partial": "fine-tune the top K blocks and the head, the rest frozen",
@@ -24,6 +24,8 @@ DESCRIPTIONS = {
     "gradual": "unfreeze one block at a time from the top (ULMFiT's gradual unfreezing)",
     "scratch": "the same architecture, randomly initialized, trained with the same budget (the control)",
     "adapter-warmup": "the surgery's new input layers and the head first (body frozen), then everything",
+    "multilayer": "a linear head on selected features of every layer, solved; the network runs only up to the "
+                  "deepest layer kept (Head2Toe, Evci et al. 2022)",
 }
 
 
@@ -146,6 +148,8 @@ def phases(strategy: Strategy, num_blocks: int, epochs: int, has_adapter: bool =
         # a linear head on the frozen features, fit to convergence in one pass (L-BFGS; SGD epochs when the head
         # is not a Linear layer: the Trainer falls back and keeps the epochs)
         return (Phase("head (solved, body frozen)", epochs, head, (lr,), solve_head=True),)
+    if s.name == "multilayer":  # priced as one pass over each split; graft.training.multilayer fits it
+        return (Phase("every layer, selected (solved, body frozen)", 1, head, (lr,), solve_head=True),)
     if s.name == "partial":
         if s.k > num_blocks:
             raise GraftError(f"partial:K with K at most the {num_blocks} blocks of this network", f"partial:{s.k}",

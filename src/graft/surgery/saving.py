@@ -14,6 +14,7 @@ from graft.errors import CheckpointError, GraftError
 from graft.models import Backbone, load_weights, read_checkpoint
 from graft.models import load_model as _load_model
 from graft.models.checkpoint import graft_metadata
+from graft.surgery.multilayer import HEAD_PREFIX, MultilayerModel, as_backbone, build_multilayer
 from graft.surgery.planner import apply_surgery
 from graft.surgery.plan import SurgeryPlan
 
@@ -49,8 +50,14 @@ def load_model(source, **kwargs) -> Backbone:
             grafted = base
             for plan in plans:
                 grafted = apply_surgery(grafted, plan, inplace=True)
-            grafted.load_report = load_weights(grafted.module, ckpt.state_dict, strict=True)
+            state = dict(ckpt.state_dict)
+            head = {k[len(HEAD_PREFIX):]: state.pop(k) for k in list(state) if k.startswith(HEAD_PREFIX)}
+            grafted.load_report = load_weights(grafted.module, state, strict=True)
             grafted.spec = replace(grafted.spec, weights=str(source))
+            if "multilayer" in meta:  # the multilayer strategy's model: the body, truncated, and its head
+                if grafted.spec.label_names != tuple(meta["spec"].get("label_names") or ()):
+                    grafted.spec = replace(grafted.spec, label_names=tuple(meta["spec"].get("label_names") or ()))
+                grafted = as_backbone(grafted, build_multilayer(grafted.module, meta["multilayer"], head))
             return grafted
     return _load_model(source, **kwargs)
 
@@ -69,8 +76,16 @@ def save_model(backbone: Backbone, path: str | Path) -> Path:
     meta: dict = {"arch": backbone.spec.name, "spec": backbone.spec.to_dict()}
     if not isinstance(backbone.module, nn.Module):
         raise GraftError("a Backbone with an nn.Module", type(backbone.module).__name__, "pass a Backbone")
+    module = backbone.module
+    multilayer = isinstance(module, MultilayerModel)
+    if multilayer:
+        if getattr(backbone, "plan", None) is None:
+            raise GraftError("a multilayer model grafted by graft (with its surgery plan)", "one without a plan",
+                             "fit it through graft.fine_tune(..., strategy='multilayer'), which plans the surgery")
+        meta["multilayer"] = module.config()
+        module = module.full_body()
     plan = getattr(backbone, "plan", None)
-    build = next((m.graft_build_kwargs for m in backbone.module.modules() if getattr(m, "graft_build_kwargs", None)),
+    build = next((m.graft_build_kwargs for m in module.modules() if getattr(m, "graft_build_kwargs", None)),
                  None)
     if build:
         meta["build"] = build
@@ -79,7 +94,9 @@ def save_model(backbone: Backbone, path: str | Path) -> Path:
         earlier = list(getattr(backbone, "plans", ()))[:-1]
         if earlier:  # grafted more than once: the plans that made the network ``plan`` was made for
             meta["earlier_plans"] = [p.to_dict() for p in earlier]
-    tensors = {k: v.detach().contiguous().cpu() for k, v in backbone.module.state_dict().items()}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    if multilayer:
+        tensors.update({HEAD_PREFIX + k: v for k, v in backbone.module.head_state().items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)

@@ -133,7 +133,7 @@ def plan_budget(strategies: list[Strategy], times: StepTimes, budget: float, see
         if n == 0:
             least = 2 if s.name in TWO_PHASE else 1
             need = strategy_seconds(s, times, least, has_adapter)
-            dropped.append({"strategy": s.label, "why": f"{least} epoch{'s' if least > 1 else ''} of it take about "
+            dropped.append({"strategy": s.label, "why": f"{least} epoch{'s' if least > 1 else ''} of it take{'' if least > 1 else 's'} about "
                             f"{need:.0f} s, over its share of the budget ({share:.0f} s of {budget:.0f} s for "
                             f"{len(strategies)} strategies x {seeds} seed{'s' if seeds > 1 else ''}); raise "
                             "--budget or compare fewer strategies"})

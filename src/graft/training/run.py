@@ -92,6 +92,12 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
     """
     strategy = parse_strategy(strategy, **{k: v for k, v in strategy_options.items() if v is not None})
     out = Path(out)
+    if strategy.name == "multilayer":  # one pass per split and a solved head: no epochs, nothing to resume
+        from graft.training.multilayer import fit_multilayer
+
+        if resume and (out / "run.json").is_file():
+            return RunRecord.from_dict(json.loads((out / "run.json").read_text()))
+        return fit_multilayer(backbone, data, out, seed=seed, progress=progress, plan=plan)
     seconds = parse_budget(budget)
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise GraftError("epochs as a positive integer", repr(epochs), "for example epochs=10")
