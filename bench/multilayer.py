@@ -99,8 +99,9 @@ def _arrays_data(data: Data):
     if xt is None:
         raise SystemExit(f"{data.spec.name} has no test split")
     j = _per_class(np.asarray(yt), 100)
-    return (np.asarray(x), np.asarray(y), (lambda a: a), (np.asarray(xt)[j], np.asarray(yt)[j]), "NCHW"
-            if np.asarray(x).ndim == 4 else "auto", list(data.spec.label_names))
+    layout = {4: "NCHW", 3: "NCL"}.get(np.asarray(x).ndim, "auto")  # Data.arrays gives channels first
+    return (np.asarray(x), np.asarray(y), (lambda a: a), (np.asarray(xt)[j], np.asarray(yt)[j]), layout,
+            list(data.spec.label_names))
 
 
 def _data(x, y, xt, yt, layout, names, val_fraction=0.0) -> Data:

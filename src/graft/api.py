@@ -223,8 +223,8 @@ def fine_tune(model, data, out: str | Path, *, strategy="full", epochs: int | No
 
     The surgery is planned from the data (``target`` overrides fields: ``keep_rows``, ``size_mode``...), applied
     to a copy, and written to ``out/plan.json``; then :func:`graft.training.run.fine_tune` trains it
-    (strategies: linear, partial:K, lp-ft, full, two-phase, gradual, scratch, adapter-warmup; ``lr=``,
-    ``layer_decay=``, ``batchnorm=``, ``l2sp=``... tune them). ``resume=True`` continues an interrupted run;
+    (strategies: linear, partial:K, lp-ft, full, two-phase, gradual, scratch, adapter-warmup, multilayer;
+    ``lr=``, ``layer_decay=``, ``batchnorm=``, ``l2sp=``... tune them). ``resume=True`` continues an interrupted run;
     ``model`` may be a finished run folder, to continue training it (on new data: the plan keeps the head rows
     of classes it already knows, by name). ``strategy="auto"``: the advisor decides (:func:`graft.pipeline.fit_auto`).
     The run folder gets ``report.html`` (``report=False``: not).

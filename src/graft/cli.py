@@ -155,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="adapt a network to a dataset and train it with a strategy; resumable")
     train_data_args(f)
     f.add_argument("--strategy", default="full", help="linear, partial:K, lp-ft, full, two-phase, gradual, scratch, "
-                   "adapter-warmup, or auto (the advisor decides; short trials when it is unsure) (default full)")
+                   "adapter-warmup, multilayer (a solved head on selected features of every layer), or auto "
+                   "(the advisor decides; short trials when it is unsure) (default full)")
     f.add_argument("--epochs", type=int, help="epochs (default 10, or what fits in --budget)")
     f.add_argument("--budget", help="time budget: 90s, 10m, 1.5h")
     f.add_argument("--lr", type=float, help="peak learning rate of the head (default 1e-3)")

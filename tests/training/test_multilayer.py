@@ -84,3 +84,18 @@ def test_multilayer_model_bad_input():
         MultilayerModel(body, ["layer9.9"], head)
     with pytest.raises(GraftError, match="at least one layer"):
         MultilayerModel(body, [], head)
+
+
+def test_the_fit_command_with_the_multilayer_strategy(tmp_path, shades, capsys):
+    from graft.cli import main
+
+    run = tmp_path / "runs" / "ml"
+    code = main(["fit", "cifar_resnet20", "--random", "--data", str(shades), "--strategy", "multilayer",
+                 "--out", str(run)])
+    text = capsys.readouterr().out
+    assert code == 0 and "test accuracy" in text, text
+    assert json.loads((run / "run.json").read_text())["strategy"] == "multilayer"
+    assert main(["predict", str(run), "--data", str(shades)]) == 0 and "accuracy" in capsys.readouterr().out
+    again = main(["fit", "cifar_resnet20", "--random", "--data", str(shades), "--strategy", "multilayer",
+                  "--out", str(run)])
+    assert again == 2 and "already holds a run" in capsys.readouterr().err
