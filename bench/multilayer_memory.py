@@ -48,8 +48,9 @@ def main() -> None:
     torch.set_num_threads(2)
     shared = Path(args.shared)
     arrays = np.load(shared / "data" / "cifar10" / "cifar10_jpg_subset.npz")
-    x = np.concatenate([arrays["x_train"], arrays["x_test"]])[:10000]
-    y = np.concatenate([arrays["y_train"], arrays["y_test"]])[:10000]
+    order = np.random.default_rng(0).permutation(len(arrays["y_train"]) + len(arrays["y_test"]))[:10000]
+    x = np.concatenate([arrays["x_train"], arrays["x_test"]])[order]  # the files are sorted by class
+    y = np.concatenate([arrays["y_train"], arrays["y_test"]])[order]
     images = F.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255, size=(64, 64), mode="bilinear",
                            align_corners=False).numpy()
     del x
