@@ -99,3 +99,15 @@ def test_the_fit_command_with_the_multilayer_strategy(tmp_path, shades, capsys):
     again = main(["fit", "cifar_resnet20", "--random", "--data", str(shades), "--strategy", "multilayer",
                   "--out", str(run)])
     assert again == 2 and "already holds a run" in capsys.readouterr().err
+
+
+def test_compare_runs_multilayer_beside_the_other_strategies(tmp_path, shades):
+    from graft.pipeline import compare
+
+    result = compare("cifar_resnet20", shades, tmp_path / "cmp", strategies="linear,multilayer", budget=30,
+                     max_epochs=2, load_kwargs=RANDOM, data_kwargs={"val_fraction": 0.2})
+    assert [e["strategy"] for e in result.strategies] == ["linear", "multilayer"] and not result.dropped
+    run = result.strategies[1]["runs"][0]
+    assert run["epochs"] == 1 and run["latency_ms"] > 0 and 0 <= run["test_accuracy"] <= 1
+    assert run["trainable_params"] < run["total_params"]
+    assert (tmp_path / "cmp" / "report.html").is_file()
