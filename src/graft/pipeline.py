@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,6 @@ def fit_auto(model, data, out: str | Path, *, budget=None, epochs: int | None = 
     successive halving); then fit the winner with what is left.
     ``log`` receives the advisor's messages (strings), ``epoch_log`` the fit's per-epoch records."""
     from graft.training.auto import successive_halving, trial_candidates, with_trials
-    from graft.training.budget import measure_step_times
 
     say = log or (lambda message: None)
     backbone, data = _inputs(model, data, load_kwargs, data_kwargs)
@@ -96,6 +96,7 @@ def fit_auto(model, data, out: str | Path, *, budget=None, epochs: int | None = 
     seconds = parse_budget(budget)
     start = time.perf_counter()
     saved = out / "advice.json"
+    grafted = _Grafted(backbone, data, target, batch_size, seed)  # planned and timed once, when first asked
     if resume and saved.is_file():
         advice = Advice.from_dict(json.loads(saved.read_text()))
     else:
@@ -103,8 +104,7 @@ def fit_auto(model, data, out: str | Path, *, budget=None, epochs: int | None = 
             raise GraftError(f"an empty or new run folder for {out}", "a folder that already holds a run",
                              "continue it with --resume, or pass another --out")
         advice = advise(backbone, data, out=out, target=target, log=say,
-                        epochs_for=None if seconds is None else _epochs_in(backbone, data, target, batch_size,
-                                                                          seed, seconds, start))
+                        epochs_for=None if seconds is None else _epochs_in(grafted, seconds, start))
         say(advice.render())
         say(f"measured and advised in {time.perf_counter() - start:.0f} s")
         candidates = trial_candidates(advice, margin)
@@ -114,14 +114,11 @@ def fit_auto(model, data, out: str | Path, *, budget=None, epochs: int | None = 
                 f"too few to tell them apart in trials (at least {min_trial_val}; an accuracy near 0.8 on 100 "
                 f"samples is known to about ±8 points); fitting {advice.strategy}")
         elif len(candidates) > 1 and seconds is not None:
-            plan = plan_surgery(backbone, data=data, **(target or {}))
-            grafted = plan.apply(backbone)
             check_splits(data)
-            times = measure_step_times(grafted, data, batch_size, seed)
             left = seconds - (time.perf_counter() - start)
-            has_adapter = any(n.startswith("input_layer.") for n, _ in grafted.module.named_parameters())
-            winner, trials = successive_halving(backbone, data, plan, out, candidates, left * trial_share, times,
-                                                batch_size=batch_size, seed=seed, has_adapter=has_adapter, log=say)
+            winner, trials = successive_halving(backbone, data, grafted.plan, out, candidates, left * trial_share,
+                                                grafted.times, batch_size=batch_size, seed=seed,
+                                                has_adapter=grafted.has_adapter, log=say)
             advice = with_trials(advice, winner, trials)
         elif len(candidates) > 1:
             say(f"{', '.join(candidates)} score within {margin}: without --budget no trials run; fitting "
@@ -130,12 +127,11 @@ def fit_auto(model, data, out: str | Path, *, budget=None, epochs: int | None = 
     left = None if seconds is None else seconds - (time.perf_counter() - start)
     if left is not None and epochs is None:
         from graft.strategy.spec import parse_strategy
-        from graft.training.budget import TWO_PHASE, strategy_seconds
+        from graft.training.budget import least_epochs, strategy_seconds
 
         strategy = parse_strategy(advice.strategy)
-        grafted = plan_surgery(backbone, data=data, **(target or {})).apply(backbone)
-        least = 2 if strategy.name in TWO_PHASE else 1
-        need = strategy_seconds(strategy, measure_step_times(grafted, data, batch_size, seed), least)
+        least = least_epochs(strategy)
+        need = strategy_seconds(strategy, grafted.times, least, grafted.has_adapter)
         if left < need:  # the measurements took the budget: fit the shortest run rather than nothing
             say(f"the measurements and trials took {_secs(seconds - left)} of the {_secs(seconds)} budget; fitting "
                 f"{advice.strategy} for its minimum, {least} epoch{'s' if least > 1 else ''} (about {need:.0f} s)")
@@ -147,22 +143,40 @@ def fit_auto(model, data, out: str | Path, *, budget=None, epochs: int | None = 
     return record, advice
 
 
-def _epochs_in(backbone, data, target, batch_size: int, seed: int, seconds: float, start: float):
-    """``strategy -> epochs`` that fit in what is left of ``seconds`` (counted from ``start``) when it is asked;
-    the steps are timed once, at the first question."""
-    from graft.strategy.spec import parse_strategy
-    from graft.training.budget import epochs_for_budget, measure_step_times
+class _Grafted:
+    """``backbone`` grafted to ``data`` and its measured step times, each computed once, when first asked."""
 
-    timed = {}
+    def __init__(self, backbone: Backbone, data: Data, target: dict | None, batch_size: int, seed: int):
+        self.backbone, self.data, self.target, self.batch_size, self.seed = backbone, data, target, batch_size, seed
+
+    @cached_property
+    def plan(self):
+        return plan_surgery(self.backbone, data=self.data, **(self.target or {}))
+
+    @cached_property
+    def network(self) -> Backbone:
+        return self.plan.apply(self.backbone)
+
+    @cached_property
+    def times(self):
+        from graft.training.budget import measure_step_times
+
+        return measure_step_times(self.network, self.data, self.batch_size, self.seed)
+
+    @cached_property
+    def has_adapter(self) -> bool:
+        return any(n.startswith("input_layer.") for n, _ in self.network.module.named_parameters())
+
+
+def _epochs_in(grafted: _Grafted, seconds: float, start: float):
+    """``strategy -> epochs`` that fit in what is left of ``seconds`` (counted from ``start``) when it is asked."""
+    from graft.strategy.spec import parse_strategy
+    from graft.training.budget import epochs_for_budget
 
     def epochs_for(label: str) -> int:
-        if "times" not in timed:
-            grafted = plan_surgery(backbone, data=data, **(target or {})).apply(backbone)
-            timed["times"] = measure_step_times(grafted, data, batch_size, seed)
-            timed["adapter"] = any(n.startswith("input_layer.") for n, _ in grafted.module.named_parameters())
         left = max(0.0, seconds - (time.perf_counter() - start))
-        return epochs_for_budget(parse_strategy(label), timed["times"], left, max_epochs=100,
-                                 has_adapter=timed["adapter"])
+        return epochs_for_budget(parse_strategy(label), grafted.times, left, max_epochs=100,
+                                 has_adapter=grafted.has_adapter)
 
     return epochs_for
 

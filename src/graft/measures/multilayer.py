@@ -27,7 +27,7 @@ import numpy as np
 from graft.errors import GraftError, ShapeError
 from graft.jsonable import JsonSerializable
 from graft.measures._inputs import as_features, features_and_labels
-from graft.measures.probe import _regularization_grid, _test_codes, wilson_interval
+from graft.measures.probe import _regularization_grid, _standardize, _test_codes, wilson_interval
 from graft.validation import positive_int
 
 MAX_WIDTH = 256  # features per layer, at most (contiguous channels averaged)
@@ -89,12 +89,6 @@ def _fit(x: np.ndarray, y: np.ndarray, c: float, seed: int, max_iter: int, uncon
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
         unconverged.add(c)
     return model
-
-
-def _standardize(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    mean, scale = train.mean(axis=0), train.std(axis=0)
-    scale[scale == 0] = 1.0
-    return [(a - mean) / scale for a in (train, *others)]
 
 
 def _ranking(x: np.ndarray, y: np.ndarray, c: float, seed: int, max_iter: int, unconverged: set) -> np.ndarray:

@@ -33,7 +33,8 @@ class ProbeResult:
     prediction (``evaluated_on`` says which). ``ci_low``/``ci_high``: 95 % Wilson score interval of the
     accuracy. ``per_class_accuracy`` maps each class (as a string) present in the evaluated samples to its
     recall; ``balanced_accuracy`` is their mean. ``cv_accuracy`` maps each tried ``C`` to its
-    cross-validated accuracy (with ``evaluated_on="eval"``: its accuracy on the evaluation split). ``notes`` says what was adapted (fewer folds, C at the edge of the grid...).
+    cross-validated accuracy (with ``evaluated_on="eval"``: its accuracy on the evaluation split). ``notes``
+    says what was adapted (fewer folds, C at the edge of the grid...).
     """
 
     accuracy: float

@@ -28,6 +28,11 @@ from graft.strategy.spec import Phase, Strategy, phases
 TWO_PHASE = ("lp-ft", "two-phase", "adapter-warmup", "gradual")  # need 2 epochs or more
 
 
+def least_epochs(strategy: Strategy) -> int:
+    """The shortest run of ``strategy``: 2 epochs for the two-phase ones, else 1."""
+    return 2 if strategy.name in TWO_PHASE else 1
+
+
 @dataclass(frozen=True)
 class StepTimes:
     """Seconds per batch: a training step of the whole network, and a forward pass without gradients."""
@@ -108,7 +113,7 @@ def strategy_seconds(strategy: Strategy, times: StepTimes, epochs: int, has_adap
 def epochs_for_budget(strategy: Strategy, times: StepTimes, seconds: float, *, max_epochs: int = 100,
                       has_adapter: bool = False) -> int:
     """The most epochs (up to ``max_epochs``) whose estimated time fits in ``seconds``; 0 when none does."""
-    least = 2 if strategy.name in TWO_PHASE else 1
+    least = least_epochs(strategy)
     if strategy_seconds(strategy, times, least, has_adapter) > seconds:
         return 0
     low, high = least, max(least, max_epochs)
@@ -123,7 +128,7 @@ def epochs_for_budget(strategy: Strategy, times: StepTimes, seconds: float, *, m
 
 def require_budget(strategy: Strategy, times: StepTimes, seconds: float, has_adapter: bool = False) -> None:
     """A clear error when not even the shortest run of ``strategy`` fits in ``seconds``."""
-    least = 2 if strategy.name in TWO_PHASE else 1
+    least = least_epochs(strategy)
     need = strategy_seconds(strategy, times, least, has_adapter)
     if need > seconds:
         raise GraftError(f"a budget of at least {least} epoch{'s' if least > 1 else ''} of {strategy.label} "

@@ -24,7 +24,8 @@ from graft.errors import GraftError
 from graft.models import Backbone
 from graft.strategy.spec import Strategy, parse_strategy, phases
 from graft.surgery.plan import SurgeryPlan
-from graft.training.budget import TWO_PHASE, StepTimes, epochs_for_budget, measure_step_times, strategy_seconds
+from graft.training.budget import (StepTimes, epochs_for_budget, least_epochs, measure_step_times,
+                                  strategy_seconds)
 from graft.training.run import RunRecord, _write_json, fine_tune, load_run
 
 DEFAULT_STRATEGIES = ("linear", "partial:1", "partial:2", "lp-ft", "full", "scratch")
@@ -131,12 +132,12 @@ def plan_budget(strategies: list[Strategy], times: StepTimes, budget: float, see
     for s in strategies:
         n = epochs_for_budget(s, times, share, max_epochs=max_epochs, has_adapter=has_adapter)
         if n == 0:
-            least = 2 if s.name in TWO_PHASE else 1
+            least = least_epochs(s)
             need = strategy_seconds(s, times, least, has_adapter)
-            dropped.append({"strategy": s.label, "why": f"{least} epoch{'s' if least > 1 else ''} of it take{'' if least > 1 else 's'} about "
-                            f"{need:.0f} s, over its share of the budget ({share:.0f} s of {budget:.0f} s for "
-                            f"{len(strategies)} strategies x {seeds} seed{'s' if seeds > 1 else ''}); raise "
-                            "--budget or compare fewer strategies"})
+            epochs_text = f"{least} epochs of it take" if least > 1 else "1 epoch of it takes"
+            dropped.append({"strategy": s.label, "why": f"{epochs_text} about {need:.0f} s, over its share of the "
+                            f"budget ({share:.0f} s of {budget:.0f} s for {len(strategies)} strategies x {seeds} "
+                            f"seed{'s' if seeds > 1 else ''}); raise --budget or compare fewer strategies"})
         else:
             epochs[s.label] = n
     return epochs, dropped, share

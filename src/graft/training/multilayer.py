@@ -15,10 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from torch import nn
-
 from graft.data import Data
-from graft.data.transforms import Preprocess
 from graft.errors import GraftError
 from graft.features.cache import graft_version, weights_digest
 from graft.features.extract import extract_features
@@ -44,8 +41,7 @@ def _used(result, layers: list[str]) -> tuple[list[str], list[list[int]], np.nda
 def fit_multilayer(backbone: Backbone, data: Data, out: str | Path, *, seed: int = 0, max_width: int = MAX_WIDTH,
                    progress=True, log=None, plan=None):
     """Fit the multilayer head on ``backbone`` (grafted to ``data``) and write the run folder ``out``."""
-    from graft.training.metrics import classification_report, plot_confusion, predict_classes
-    from graft.training.run import RunRecord, _Prep, _write_json
+    from graft.training.run import RunRecord, _with_spec, _write_json, evaluate
 
     say = log or (lambda message: None)
     out = Path(out)
@@ -65,10 +61,7 @@ def fit_multilayer(backbone: Backbone, data: Data, out: str | Path, *, seed: int
     used, widths, keep = _used(result, layers)
     config = {"layers": used, "widths": widths, "pool": "avg", "spatial_dims": backbone.spec.input.spatial_dims,
               "classes": len(data.spec.label_names), "kept": int(len(keep))}
-    labelled = Backbone(backbone.module, replace(backbone.spec, label_names=tuple(data.spec.label_names)))
-    for attr in ("plan", "plans"):
-        if getattr(backbone, attr, None) is not None:
-            setattr(labelled, attr, getattr(backbone, attr))
+    labelled = _with_spec(backbone, replace(backbone.spec, label_names=tuple(data.spec.label_names)))
     model = as_backbone(labelled, build_multilayer(backbone.module, config, keep=keep, weight=head["weight"],
                                                    bias=head["bias"]))
     model.module.eval()
@@ -86,15 +79,7 @@ def fit_multilayer(backbone: Backbone, data: Data, out: str | Path, *, seed: int
         _write_json(out / "plan.json", plan.to_dict())
     _write_json(out / "multilayer.json", {**result.to_dict(), "model_layers": used})
     final_split = "test" if "test" in data.splits else ("val" if val else None)
-    metrics = None
-    if final_split:
-        inp = backbone.spec.input
-        loader = data.loader(final_split, data.inference_batch_size(final_split), shuffle=False)
-        y_true, y_pred = predict_classes(nn.Sequential(_Prep(Preprocess(inp.mean, inp.std, None)), model.module),
-                                         loader)
-        metrics = classification_report(y_true, y_pred, data.spec.label_names)
-        _write_json(out / "metrics.json", {"split": final_split, **metrics.to_dict()})
-        plot_confusion(metrics, out / "confusion.png")
+    metrics = evaluate(model, data, final_split, out) if final_split else None
     save_model(model, out / "model.safetensors")
     trainable = sum(p.numel() for p in model.module.head.parameters())
     total = sum(p.numel() for p in backbone.module.parameters()) + trainable

@@ -149,22 +149,12 @@ def _finish(trainer: Trainer, state, backbone: Backbone, data: Data, out: Path, 
             notes: list[str]) -> RunRecord:
     from safetensors.torch import load_file
 
-    from graft.training.metrics import classification_report, plot_confusion, predict_classes
-
     best = read_checkpoint_state(out / "checkpoints", "best")
     if best is not None and trainer.eval_split:
         backbone.module.load_state_dict(load_file(str(out / "checkpoints" / best["weights"])), strict=True)
         notes.append(f"the saved model is the best epoch on {trainer.eval_split} ({state.best_epoch})")
     final_split = "test" if "test" in data.splits else trainer.eval_split
-    metrics = None
-    if final_split:
-        inp = backbone.spec.input
-        prep = Preprocess(inp.mean, inp.std, None)
-        loader = data.loader(final_split, data.inference_batch_size(final_split, trainer.device), shuffle=False)
-        y_true, y_pred = predict_classes(nn.Sequential(_Prep(prep), backbone.module), loader)
-        metrics = classification_report(y_true, y_pred, data.spec.label_names)
-        _write_json(out / "metrics.json", {"split": final_split, **metrics.to_dict()})
-        plot_confusion(metrics, out / "confusion.png")
+    metrics = evaluate(backbone, data, final_split, out, trainer.device) if final_split else None
     spec = replace(backbone.spec, label_names=tuple(data.spec.label_names))
     save_model(_with_spec(backbone, spec), out / "model.safetensors")
     total = sum(p.numel() for p in backbone.module.parameters())
@@ -178,6 +168,21 @@ def _finish(trainer: Trainer, state, backbone: Backbone, data: Data, out: Path, 
                        total_params=total, label_names=tuple(data.spec.label_names), notes=tuple(notes))
     _write_json(out / "run.json", record.to_dict())
     return record
+
+
+def evaluate(backbone: Backbone, data: Data, split: str, out: Path, device="cpu"):
+    """The final evaluation of a run on ``data[split]``: ``out/metrics.json`` and ``out/confusion.png``; the
+    :class:`~graft.training.metrics.Metrics`."""
+    from graft.training.metrics import classification_report, plot_confusion, predict_classes
+
+    inp = backbone.spec.input
+    loader = data.loader(split, data.inference_batch_size(split, device), shuffle=False)
+    y_true, y_pred = predict_classes(nn.Sequential(_Prep(Preprocess(inp.mean, inp.std, None)), backbone.module),
+                                     loader)
+    metrics = classification_report(y_true, y_pred, data.spec.label_names)
+    _write_json(out / "metrics.json", {"split": split, **metrics.to_dict()})
+    plot_confusion(metrics, out / "confusion.png")
+    return metrics
 
 
 class _Prep(nn.Module):
