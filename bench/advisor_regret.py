@@ -1,21 +1,22 @@
 """The advisor, measured: ``--strategy auto`` against the oracle (every strategy run) and fixed recipes.
 
-Six transfer tasks built from ../shared (images, audio spectrograms, time series; 100 to 10000 training
-samples). On each, ``graft.pipeline.compare`` runs every strategy (linear, partial:1, partial:2, lp-ft, two-phase,
-full, scratch) with ``--per-strategy`` seconds each (3x that on the 10000-image CIFAR-10 task, where one epoch
-of ``full`` takes longer than 30 s) on the same splits: the oracle is the best test accuracy
-among them, and the fixed recipes are its ``linear``, ``two-phase`` and ``full`` rows. Then
+Eight transfer tasks built from ../shared (images, audio spectrograms, time series; 50 to 10000 training
+samples; the last two are bench/multilayer.py's smallest size). On each, ``graft.pipeline.compare`` runs every
+strategy (linear, partial:1, partial:2, lp-ft, two-phase, full, scratch, multilayer) with ``--per-strategy``
+seconds each (3x that on the 10000-image CIFAR-10 task, where one epoch of ``full`` takes longer than 30 s) on the
+same splits: the oracle is the best test accuracy among them, and the fixed recipes are its ``linear``, ``two-phase`` and ``full`` rows. Then
 ``graft.pipeline.fit_auto`` (probe, advise, trials when ambiguous, fit) runs on the same splits with a budget of
 ``--auto-share`` of the comparison's wall time (what running every strategy took, which is less than its budget
 when strategies stop early or hit ``max_epochs``). Reported per task: the test accuracy of each, the regret of
 auto against the oracle (points), and auto's wall time as a fraction of the comparison's.
 
     python bench/advisor_regret.py [--shared /work/shared] [--out results.json] [--per-strategy 30]
-        [--auto-share 0.25] [--tasks 1,2,...]
+        [--auto-share 0.25] [--tasks 1,2,...] [--reuse-oracle earlier-results.json]
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import tempfile
@@ -27,22 +28,25 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CIFAR_RESNETS, environment, markdown_table, parse_args, write_json  # noqa: E402
+from _common import CIFAR_RESNETS, MOBILENETV2_FILE, environment, markdown_table, parse_args, write_json  # noqa: E402
 
 import graft  # noqa: E402
 from graft.data import Data, load_data  # noqa: E402
 from graft.pipeline import compare, fit_auto  # noqa: E402
 
-STRATEGIES = ("linear", "partial:1", "partial:2", "lp-ft", "two-phase", "full", "scratch")
+STRATEGIES = ("linear", "partial:1", "partial:2", "lp-ft", "two-phase", "full", "scratch", "multilayer")
 FIXED = ("linear", "two-phase", "full")
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CORAL_V1 = {"arch": "mobilenetv1_025", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+CORAL_V2 = {"arch": "mobilenetv2_100", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
 
 
 def _extra(p):
     p.add_argument("--per-strategy", type=float, default=30.0, help="seconds per strategy in the oracle")
     p.add_argument("--auto-share", type=float, default=0.25, help="auto's budget / the comparison's total")
     p.add_argument("--tasks", help="which tasks (1-based, comma-separated); default all")
+    p.add_argument("--reuse-oracle", help="a results file of an earlier run: take each task's comparison (the "
+                   "oracle's test accuracies and wall time) from it when it ran the same strategies, and run only auto")
 
 
 def _pick(y: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
@@ -74,6 +78,17 @@ def _images(path: Path, per_class: int, test_per_class: int, size: int | None = 
     return _with_test(data, xt, yt, layout)
 
 
+def _series(path: Path, per_class: int, test_per_class: int = 100) -> Data:
+    """A UCR set, z-scored, ``per_class`` training series per class (a fifth of them for val)."""
+    full = load_data(path, normalize="zscore")
+    (x, y), (xt, yt) = full.arrays("train"), full.arrays("test")
+    x, y, xt, yt = (np.asarray(a) for a in (x, y, xt, yt))
+    i, j = _pick(y, per_class), _pick(yt, test_per_class)
+    names = list(full.spec.label_names)
+    data = load_data((x[i], y[i]), layout="NCL", val_fraction=0.2, seed=0, label_names=names)
+    return _with_test(data, xt[j], yt[j], "NCL")
+
+
 def _tasks(shared: Path, tmp: Path):
     w, d = shared / "weights", shared / "data"
     r20 = w / CIFAR_RESNETS[20]
@@ -98,6 +113,18 @@ def _tasks(shared: Path, tmp: Path):
         return source / "model.safetensors"
 
     yield "ts_fcn (UCR GunPointAgeSpan) -> GunPoint, 50 train", pretrained, {}, gunpoint
+    # two tasks of bench/multilayer.py's smallest size, where every layer at once beat 60 s of full fine-tuning
+    yield ("MobileNetV2 (ImageNet) -> CIFAR-10, 10 per class, 64 px", w / MOBILENETV2_FILE, CORAL_V2,
+           lambda: _images(d / "cifar10" / "cifar10_jpg_subset.npz", 10, 100, size=64))
+    cricket = tmp / "CricketX"
+
+    def cricket_source():
+        if not (cricket / "model.safetensors").is_file():
+            graft.pretrain("ts_fcn", load_data(d / "ucr" / "CricketX", normalize="zscore"), cricket, epochs=40,
+                           lr=1e-3, seed=0, width=64)
+        return cricket / "model.safetensors"
+
+    yield "ts_fcn (UCR CricketX) -> CricketY, 10 per class", cricket_source, {}, lambda: _series(d / "ucr" / "CricketY", 10)
 
 
 def main() -> None:
@@ -105,6 +132,10 @@ def main() -> None:
     torch.set_num_threads(2)
     shared = Path(args.shared)
     chosen = {int(t) for t in args.tasks.split(",")} if args.tasks else None
+    reused = {}
+    if args.reuse_oracle:  # the same tasks, splits and strategies: only auto runs again
+        reused = {t["task"]: t for t in json.loads(Path(args.reuse_oracle).read_text())["tasks"]
+                  if set(t["test_accuracy"]) == set(STRATEGIES)}
     results, rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -113,23 +144,29 @@ def main() -> None:
                 continue
             model = model() if callable(model) else model
             data = make_data()
-            keep = {"keep_rows": "never"} if "GunPoint" in name else {}  # UCR classes are "1", "2": not the same
+            keep = {"keep_rows": "never"} if "ts_fcn" in name else {}  # UCR classes are "1", "2"...: not the same
             # 8000 training images at 32 px: an epoch of full takes about 36 s on 2 cores, so that task gets 3x
             budget = args.per_strategy * len(STRATEGIES) * (3 if "1000 per class" in name else 1)
-            t0 = time.perf_counter()
-            oracle = compare(model, data, tmp / f"cmp{number}", strategies=STRATEGIES, budget=budget,
-                             max_epochs=100, target=keep, load_kwargs=load_kwargs, report=False)
-            all_seconds = time.perf_counter() - t0
-            test = {e["strategy"]: e["mean"]["test_accuracy"] for e in oracle.strategies}
+            earlier = reused.get(name)
+            if earlier is not None:
+                test, all_seconds = earlier["test_accuracy"], earlier["all_seconds"]
+                oracle_by_val, dropped = earlier["oracle_by_val"], earlier["dropped"]
+            else:
+                t0 = time.perf_counter()
+                oracle = compare(model, data, tmp / f"cmp{number}", strategies=STRATEGIES, budget=budget,
+                                 max_epochs=100, target=keep, load_kwargs=load_kwargs, report=False)
+                all_seconds = time.perf_counter() - t0
+                test = {e["strategy"]: e["mean"]["test_accuracy"] for e in oracle.strategies}
+                oracle_by_val, dropped = oracle.best, oracle.dropped
             t0 = time.perf_counter()
             # auto's budget: a share of what running every strategy actually took (some finish under their shares)
             record, advice = fit_auto(model, data, tmp / f"auto{number}", budget=all_seconds * args.auto_share,
                                       target=keep, load_kwargs=load_kwargs, progress=False)
             auto_seconds = time.perf_counter() - t0
-            best = max(test, key=lambda k: test[k])
+            best = max((k for k in test if test[k] is not None), key=lambda k: test[k])
             entry = {"task": name, "train": len(data["train"]), "val": len(data["val"]), "test": len(data["test"]),
-                     "test_accuracy": test, "oracle": best, "oracle_by_val": oracle.best,
-                     "dropped": oracle.dropped, "auto": advice.strategy, "auto_accuracy": record.final_accuracy,
+                     "test_accuracy": test, "oracle": best, "oracle_by_val": oracle_by_val,
+                     "dropped": dropped, "oracle_reused": earlier is not None, "auto": advice.strategy, "auto_accuracy": record.final_accuracy,
                      "auto_trials": [t["strategy"] for t in advice.trials], "regret_points":
                      100 * (test[best] - record.final_accuracy), "auto_seconds": auto_seconds,
                      "all_seconds": all_seconds, "compute_fraction": auto_seconds / all_seconds,
@@ -148,7 +185,7 @@ def main() -> None:
     if results:
         regret = statistics.mean(r["regret_points"] for r in results)
         fraction = statistics.mean(r["compute_fraction"] for r in results)
-        fixed = {k: statistics.mean(100 * (max(r["test_accuracy"].values()) - (r["test_accuracy"].get(k) or 0))
+        fixed = {k: statistics.mean(100 * (max(v for v in r["test_accuracy"].values() if v is not None) - (r["test_accuracy"].get(k) or 0))
                                     for r in results) for k in FIXED}
         rows.append(["mean", "", "", "", f"{regret:.1f}", f"{100 * fraction:.0f} %",
                      *(f"regret {fixed[k]:.1f}" for k in FIXED)])

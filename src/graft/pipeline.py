@@ -40,17 +40,19 @@ def samples_per_class(data: Data, split: str = "train") -> list[int]:
 
 
 def advise(model, data, *, out: str | Path | None = None, target: dict | None = None, max_samples: int = PROBE_SAMPLES,
-           load_kwargs: dict | None = None, data_kwargs: dict | None = None, log=None, epochs_for=None) -> Advice:
+           load_kwargs: dict | None = None, data_kwargs: dict | None = None, log=None, epochs_for=None,
+           multilayer: bool = True) -> Advice:
     """Probe ``model`` (grafted to ``data``) layer by layer on the training data, evaluated on ``val`` (never on
     test), and advise a strategy with its reasons. With ``out``: measures.json, measures.png, advice.json.
-    ``epochs_for(strategy)``: the epochs the fit's budget affords (see :func:`graft.strategy.advisor.advise`)."""
+    ``epochs_for(strategy)``: the epochs the fit's budget affords (see :func:`graft.strategy.advisor.advise`).
+    ``multilayer``: also probe every layer at once, which makes ``multilayer`` a candidate."""
     backbone, data = _inputs(model, data, load_kwargs, data_kwargs)
     plan = plan_surgery(backbone, data=data, **(target or {}))
     grafted = plan.apply(backbone)
     has_val = "val" in data.splits
     measures = probe(grafted, data, eval_split="val" if has_val else None, max_samples=max_samples, out=out,
                      plot=out is not None, log=log, choose_c="eval" if has_val else "cv",
-                     multilayer=False)  # no strategy fits it yet: not worth the advisor's time
+                     multilayer=multilayer)
     advice = _advise(measures, samples_per_class=samples_per_class(data),
                      blocks=[b.name for b in grafted.spec.blocks], epochs_for=epochs_for)
     if out is not None:

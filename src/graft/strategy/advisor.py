@@ -10,6 +10,9 @@ to the source) and what the data says (samples per class, classes). Four signals
   or, without it, what the probe says (weak features = far);
 - **data size**: samples per class, on a log scale (10 per class -> 0, 1000 -> 1).
 
+When the probe also ran the multilayer probe (every layer at once, selected), its accuracy makes a fifth signal and
+the ``multilayer`` candidate: how much quality the lower layers add over the best single one.
+
 The four-scenario rule of thumb (small/large data x similar/different domain) is the prior: each candidate gets a
 score from the signals with the reasons that moved it, and the advice is the best. When the top two are within
 ``margin`` of each other the advice is marked ambiguous, and ``graft fit --strategy auto`` settles it with short
@@ -29,6 +32,8 @@ from graft.measures.summary import Measures
 FAR_SHIFT = 1.0  # a BN shift of 1 (means a source standard deviation apart) counts as far from the source
 ENOUGH_EPOCHS = 6  # a strategy that affords fewer epochs in the budget left for the fit is marked down
 SHORT_PENALTY = 0.3  # by this much when it affords none, linearly less up to ENOUGH_EPOCHS
+SOLVED = ("linear", "multilayer")  # heads solved in one pass: no epochs to run short of
+MULTILAYER_GAIN = 1.0  # the multilayer candidate gains this times its quality over the best single layer
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class Signals:
     last_index: int
     per_class: float
     distance_source: str
+    multilayer_quality: float | None = None  # the multilayer probe's accuracy above chance, when it ran
 
 
 def _signals(measures: Measures, samples_per_class: Sequence[int]) -> Signals:
@@ -92,7 +98,10 @@ def _signals(measures: Measures, samples_per_class: Sequence[int]) -> Signals:
         distance, source = min(1.0, 1.0 - quality), "no similarity measured: inferred from the probe"
     per_class = min(samples_per_class) if samples_per_class else measures.num_train / max(1, len(measures.label_names))
     size = min(1.0, max(0.0, (math.log10(max(per_class, 1)) - 1) / 2))
-    return Signals(quality, drop, distance, size, names.index(best.name), names.index(last.name), per_class, source)
+    every = measures.multilayer
+    every_quality = None if not every else max(0.0, (every["accuracy"] - chance) / (1 - chance))
+    return Signals(quality, drop, distance, size, names.index(best.name), names.index(last.name), per_class, source,
+                   every_quality)
 
 
 def _scenario(s: Signals) -> str:
@@ -137,6 +146,18 @@ def advise(measures: Measures, *, samples_per_class: Sequence[int] = (), blocks:
     cands.append(("full", 0.60 + 0.20 * s.size + 0.10 * s.distance,
                   f"{s.per_class:.0f} samples per class and a {'far' if s.distance > 0.5 else 'near'} domain: "
                   "every block can adapt (on the benchmark tasks, fine-tuning everything won even with little data)"))
+    if s.multilayer_quality is not None:
+        # every layer at once (a solved head on selected features of every layer, one pass): on bench/multilayer.py
+        # it beat 60 s of full fine-tuning at 10 per class on all four pairs, tied at 50 and lost at 250; the more
+        # the lower layers add over the best single one, the more of the target they explain
+        gain = max(0.0, s.multilayer_quality - s.quality)
+        every = measures.multilayer
+        cands.append(("multilayer", 0.66 + 0.10 * s.distance - 0.40 * s.size + MULTILAYER_GAIN * gain,
+                      f"every layer at once reaches {every['accuracy']:.3f} on {every['evaluated_on']} "
+                      f"({every['kept']} features from {sum(1 for v in every['selected'].values() if v)} layers), "
+                      f"{'+' if gain > 0 else ''}{100 * gain:.0f} points of quality over the best single layer; one "
+                      "pass, nothing trained, " + ("and little data to fine-tune on" if s.size < 0.35 else
+                                                    "but with this much data fine-tuning usually does better")))
     cands.append(("scratch", -0.20 + 0.50 * s.size + 0.60 * (1 - s.quality),
                   "pretrained features help little here and there is data enough to learn its own"
                   if s.quality < 0.3 and s.size > 0.8 else "the control: pretrained features usually win"))
@@ -144,7 +165,7 @@ def advise(measures: Measures, *, samples_per_class: Sequence[int] = (), blocks:
     if epochs_for is not None:
         for i, (name, score, why) in enumerate(cands):
             epochs = affordable[name] = int(epochs_for(name))
-            if epochs < ENOUGH_EPOCHS and name != "linear":  # linear's head is solved in one pass
+            if epochs < ENOUGH_EPOCHS and name not in SOLVED:
                 cut = SHORT_PENALTY * (1 - epochs / ENOUGH_EPOCHS)
                 cands[i] = (name, score - cut, f"{why}; but the budget left affords only {epochs} epoch"
                             f"{'s' if epochs != 1 else ''} of it, too few to adapt (-{cut:.2f})")
@@ -165,4 +186,7 @@ def advise(measures: Measures, *, samples_per_class: Sequence[int] = (), blocks:
                    "best_probe_accuracy": measures.layers[s.best_index].probe_accuracy,
                    "last_probe_accuracy": measures.layers[s.last_index].probe_accuracy,
                    "quality": round(s.quality, 3), "top_drop": round(s.drop, 3), "distance": round(s.distance, 3),
-                   "size": round(s.size, 3), **({"epochs_in_budget": affordable} if affordable else {})})
+                   "size": round(s.size, 3),
+                   **({"multilayer_accuracy": measures.multilayer["accuracy"],
+                       "multilayer_quality": round(s.multilayer_quality, 3)} if s.multilayer_quality is not None else {}),
+                   **({"epochs_in_budget": affordable} if affordable else {})})
