@@ -29,10 +29,15 @@ def test_compare_prints_a_table_and_writes_the_evidence(tmp_path, shades, capsys
 def test_advise_prints_reasons_and_json(tmp_path, shades, capsys):
     assert main(["advise", "cifar_resnet20", "--random", "--data", str(shades), "--out", str(tmp_path / "a")]) == 0
     text = capsys.readouterr().out
-    assert "advice:" in text and "scenario:" in text and "candidates:" in text
-    assert main(["advise", "cifar_resnet20", "--random", "--data", str(shades), "--json"]) == 0
+    assert "advice:" in text and "scenario:" in text and "candidates:" in text and "multilayer" in text
+    saved = json.loads((tmp_path / "a" / "measures.json").read_text())
+    assert saved["multilayer"]["accuracy"] == json.loads((tmp_path / "a" / "advice.json").read_text())[
+        "measurements"]["multilayer_accuracy"]
+    assert main(["advise", "cifar_resnet20", "--random", "--data", str(shades), "--json", "--no-multilayer"]) == 0
     advice = json.loads(capsys.readouterr().out)
     assert advice["strategy"] in {c["strategy"] for c in advice["candidates"]} and advice["reasons"]
+    assert "multilayer" not in {c["strategy"] for c in advice["candidates"]}
+    assert "multilayer_accuracy" not in advice["measurements"]
 
 
 def test_fit_auto_from_the_command_line(tmp_path, shades, capsys):

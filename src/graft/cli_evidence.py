@@ -31,6 +31,8 @@ def add_parsers(sub) -> None:
     a.add_argument("--max-samples", type=int, default=2000, help="the probe's sample per split (default 2000)")
     a.add_argument("--keep-rows", default="auto", choices=["auto", "require", "never"])
     a.add_argument("--out", help="folder for measures.json, measures.png, advice.json")
+    a.add_argument("--no-multilayer", action="store_true",
+                   help="skip the probe over every layer at once, and with it the multilayer candidate")
 
     r = sub.add_parser("report", help="(re)build report.html of a run or comparison folder from its files alone")
     r.add_argument("run", help="a folder written by graft fit or graft compare")
@@ -71,7 +73,7 @@ def run_command(args: argparse.Namespace, out: Console) -> int:
 
         advice = advise(args.model, args.data, out=args.out, target={"keep_rows": args.keep_rows},
                         max_samples=args.max_samples, load_kwargs=_load_kwargs(args), data_kwargs=_data(args),
-                        log=None if args.json else say)
+                        log=None if args.json else say, multilayer=not args.no_multilayer)
         print(advice.to_json()) if args.json else say(advice.render())
     elif args.command == "report":
         from graft.pipeline import write_report

@@ -12,13 +12,19 @@ from graft.strategy.advisor import Advice, advise
 NAMES = ["b1", "b2", "b3", "b4", "b5"]
 
 
-def _measures(probe, similarity=None, classes=10, train=1000, width=0.02):
+def _measures(probe, similarity=None, classes=10, train=1000, width=0.02, every=None):
+    """Per-layer measures with the given probe accuracies; ``every``: the multilayer probe's accuracy."""
     layers = tuple(LayerMeasures(n, 64, probe_accuracy=a, probe_low=a - width, probe_high=a + width,
                                  similarity=None if similarity is None else similarity[i])
                    for i, (n, a) in enumerate(zip(NAMES, probe)))
     best = max(layers, key=lambda e: e.probe_accuracy)
+    multilayer = None if every is None else {
+        "accuracy": every, "ci_low": every - width, "ci_high": every + width, "n_test": 200, "evaluated_on": "eval",
+        "fraction": 0.5, "c": 0.1, "kept": 160, "total": 320, "selected": {n: list(range(32)) for n in NAMES},
+        "contributions": {n: 0.2 for n in NAMES}, "widths": {n: [64, 64] for n in NAMES}}
     return Measures("net", "data", "train", "val", train, 200, tuple(str(c) for c in range(classes)), layers,
-                    best.name, "highest probe accuracy", "batchnorm" if similarity else "none")
+                    best.name, "highest probe accuracy", "batchnorm" if similarity else "none",
+                    multilayer=multilayer)
 
 
 def test_little_data_and_near_perfect_features_mean_a_linear_head():
