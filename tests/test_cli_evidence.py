@@ -53,3 +53,11 @@ def test_fit_auto_from_the_command_line(tmp_path, shades, capsys):
 def test_report_on_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_advise_refuses_an_unknown_multilayer_setting(shades):
+    from graft.errors import GraftError
+    from graft.pipeline import advise
+
+    with pytest.raises(GraftError, match='multilayer=True, False or "auto"'):
+        advise("cifar_resnet20", str(shades), load_kwargs={"pretrained": False}, multilayer="always")

@@ -99,7 +99,7 @@ def probe(model, data, *, split: str = "train", eval_split: str | None = "auto",
           out: str | Path | None = None, plot: bool = False, source_data=None, source_split: str = "train",
           input_size: tuple[int, ...] | None = None, batch_size: int | None = None, folds: int = 5, seed: int = 0,
           max_samples: int | None = None, load_kwargs: dict | None = None, data_kwargs: dict | None = None,
-          cache_dir: str | Path | None = None, log=None, choose_c: str = "cv", multilayer: bool = True) -> Measures:
+          cache_dir: str | Path | None = None, log=None, choose_c: str = "cv", multilayer=True) -> Measures:
     """Measure how well each layer of ``model`` transfers to ``data``: linear-probe accuracy, LogME, H-score and
     similarity to the source per layer, LEEP and NCE of the source head; the best layer and why.
 
@@ -110,7 +110,8 @@ def probe(model, data, *, split: str = "train", eval_split: str | None = "auto",
     ``max_samples`` caps every split (a stratified, seeded draw) to keep the measures quick on large data.
     ``choose_c="eval"`` chooses the probe's regularization on ``eval_split`` instead of by cross-validation on
     ``split`` (5x faster; for a validation split only, as ``graft advise`` does). ``multilayer``: also probe
-    every layer at once with feature selection (:func:`graft.measures.multilayer.multilayer_probe`).
+    every layer at once with feature selection (:func:`graft.measures.multilayer.multilayer_probe`); a callable
+    decides from the per-layer measures (see :func:`graft.measures.summary.measure_layers`).
     With ``out``, writes ``out/measures.json`` (and ``out/measures.png`` with ``plot=True``).
     """
     backbone = model if isinstance(model, Backbone) else load_model(model, **(load_kwargs or {}))

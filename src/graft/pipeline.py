@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from graft.errors import GraftError
 from graft.models import Backbone
 from graft.strategy.advisor import Advice
 from graft.strategy.advisor import advise as _advise
+from graft.strategy.advisor import multilayer_skip_reason
 from graft.surgery.saving import load_model
 from graft.training.compare import DEFAULT_STRATEGIES, Comparison, check_splits
 from graft.training.compare import compare as _compare
@@ -41,20 +42,24 @@ def samples_per_class(data: Data, split: str = "train") -> list[int]:
 
 def advise(model, data, *, out: str | Path | None = None, target: dict | None = None, max_samples: int = PROBE_SAMPLES,
            load_kwargs: dict | None = None, data_kwargs: dict | None = None, log=None, epochs_for=None,
-           multilayer: bool = True) -> Advice:
+           multilayer: bool | str = "auto") -> Advice:
     """Probe ``model`` (grafted to ``data``) layer by layer on the training data, evaluated on ``val`` (never on
     test), and advise a strategy with its reasons. With ``out``: measures.json, measures.png, advice.json.
     ``epochs_for(strategy)``: the epochs the fit's budget affords (see :func:`graft.strategy.advisor.advise`).
-    ``multilayer``: also probe every layer at once, which makes ``multilayer`` a candidate."""
+    ``multilayer``: also probe every layer at once, which makes ``multilayer`` a candidate; ``"auto"``: only when
+    the per-layer measures leave that candidate a chance (:func:`graft.strategy.advisor.multilayer_skip_reason`)."""
     backbone, data = _inputs(model, data, load_kwargs, data_kwargs)
     plan = plan_surgery(backbone, data=data, **(target or {}))
     grafted = plan.apply(backbone)
     has_val = "val" in data.splits
+    counts, blocks = samples_per_class(data), [b.name for b in grafted.spec.blocks]
+    if multilayer == "auto":
+        multilayer = partial(multilayer_skip_reason, samples_per_class=counts, blocks=blocks, epochs_for=epochs_for)
+    elif not isinstance(multilayer, bool):
+        raise GraftError('multilayer=True, False or "auto"', repr(multilayer), 'pass one of them (default "auto")')
     measures = probe(grafted, data, eval_split="val" if has_val else None, max_samples=max_samples, out=out,
-                     plot=out is not None, log=log, choose_c="eval" if has_val else "cv",
-                     multilayer=multilayer)
-    advice = _advise(measures, samples_per_class=samples_per_class(data),
-                     blocks=[b.name for b in grafted.spec.blocks], epochs_for=epochs_for)
+                     plot=out is not None, log=log, choose_c="eval" if has_val else "cv", multilayer=multilayer)
+    advice = _advise(measures, samples_per_class=counts, blocks=blocks, epochs_for=epochs_for)
     if out is not None:
         _write_json(Path(out) / "advice.json", advice.to_dict())
     return advice

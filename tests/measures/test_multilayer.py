@@ -73,3 +73,28 @@ def test_bad_input_says_what_to_do(call, words):
     train, y = _layers(60)
     with pytest.raises((GraftError, ShapeError), match=words.replace("(", r"\(").replace(")", r"\)")):
         call(train, y)
+
+
+def test_measure_layers_asks_before_the_multilayer_probe_and_keeps_the_reason_to_skip():
+    from graft.measures.summary import measure_layers
+
+    train, y = _layers(150)
+    val, y_val = _layers(90, seed=3)
+    seen = []
+
+    def ask(answer):
+        def decide(measures):
+            seen.append(measures)
+            return answer
+        return decide
+
+    skipped = measure_layers(list(train), train, y, val, y_val, choose_c="eval", multilayer=ask("not worth it"))
+    assert skipped.multilayer is None and "multilayer probe skipped: not worth it" in skipped.notes
+    assert "multilayer" not in skipped.seconds
+    # the decision saw the per-layer measures, without the multilayer probe
+    assert seen[-1].multilayer is None and [e.name for e in seen[-1].layers] == ["low", "noise", "high"]
+    assert seen[-1].layers[0].probe_accuracy == skipped.layers[0].probe_accuracy
+    ran = measure_layers(list(train), train, y, val, y_val, choose_c="eval", multilayer=ask(None))
+    assert ran.multilayer["accuracy"] > max(e.probe_accuracy for e in ran.layers) and ran.seconds["multilayer"] > 0
+    assert [e.probe_accuracy for e in ran.layers] == [e.probe_accuracy for e in skipped.layers]
+    assert not any("skipped" in n for n in ran.notes)

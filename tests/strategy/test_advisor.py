@@ -97,3 +97,67 @@ def test_a_short_budget_marks_down_the_strategies_it_cannot_train_long_enough():
         c["score"] for c in unbounded.candidates if c["strategy"] == "full")
     linear = next(c for c in short.candidates if c["strategy"] == "linear")
     assert "affords" not in linear["why"]  # a solved head needs one pass, not epochs
+
+
+def test_little_data_and_lower_layers_that_add_much_mean_every_layer_at_once():
+    """ts_fcn (CricketX) -> CricketY at 8 per class (bench/advisor_regret.py, task 8): the best single layer is
+    0.41 of the way from chance to perfect, every layer at once 0.50; multilayer was the best strategy (0.564 on
+    test, full fine-tuning 0.495)."""
+    measures = _measures([0.30, 0.40, 0.43, 0.458, 0.44], similarity=[0.05, 0.05, 0.05, 0.08, 0.099], classes=12,
+                         train=96, width=0.2, every=0.542)
+    advice = advise(measures, samples_per_class=[8] * 12)
+    assert advice.strategy == "multilayer" and advice.unfreeze == () and advice.tap_layer is None
+    assert advice.reasons[0].startswith("every layer at once reaches 0.542 on eval (160 features from 5 layers)")
+    assert advice.measurements["multilayer_accuracy"] == 0.542
+    assert advice.measurements["multilayer_quality"] == pytest.approx(0.5, abs=1e-3)
+    without = advise(_measures([0.30, 0.40, 0.43, 0.458, 0.44], similarity=[0.05, 0.05, 0.05, 0.08, 0.099],
+                               classes=12, train=96, width=0.2), samples_per_class=[8] * 12)
+    assert "multilayer" not in {c["strategy"] for c in without.candidates} and without.strategy == "full"
+
+
+def test_little_data_and_a_small_multilayer_gain_still_mean_fine_tuning():
+    """ResNet-20 -> MNIST at 8 per class (task 1): every layer at once adds 6 points of quality (0.90 against
+    0.85 on 20 validation samples) but reached 0.769 on test against full fine-tuning's 0.862: a close second."""
+    measures = _measures([0.3, 0.6, 0.7, 0.85, 0.7], similarity=[0.1, 0.1, 0.2, 0.3, 0.37], width=0.2, every=0.9)
+    advice = advise(measures, samples_per_class=[8] * 10)
+    assert advice.strategy == "full" and advice.ambiguous
+    every = next(c for c in advice.candidates if c["strategy"] == "multilayer")
+    assert advice.candidates[0]["score"] - every["score"] < 0.05  # close enough for trials, where val allows them
+
+
+def test_with_plenty_of_data_every_layer_at_once_ranks_behind_fine_tuning():
+    """ResNet-20 -> MNIST at 100 per class (task 2): multilayer 0.923 on test, partial:2 0.964."""
+    measures = _measures([0.5, 0.7, 0.91, 0.85, 0.80], similarity=[0.1, 0.2, 0.3, 0.35, 0.395], every=0.925)
+    advice = advise(measures, samples_per_class=[80] * 10)
+    ranks = [c["strategy"] for c in advice.candidates]
+    assert advice.strategy == "partial:2" and ranks.index("multilayer") > ranks.index("full")
+    assert "fine-tuning usually does better" in next(c["why"] for c in advice.candidates if c["strategy"] == "multilayer")
+
+
+def test_a_short_budget_does_not_mark_down_a_solved_multilayer_head():
+    measures = _measures([0.3, 0.5, 0.70, 0.66, 0.62], similarity=[0.1, 0.2, 0.3, 0.4, 0.5], every=0.86)
+    epochs = {"full": 1, "lp-ft": 0, "scratch": 1, "linear": 1, "partial:2": 1, "multilayer": 1}
+    short = advise(measures, samples_per_class=[216] * 10, epochs_for=epochs.get)
+    unbounded = advise(measures, samples_per_class=[216] * 10)
+    score = lambda a: next(c["score"] for c in a.candidates if c["strategy"] == "multilayer")  # noqa: E731
+    assert score(short) == score(unbounded)
+    rank = lambda a: [c["strategy"] for c in a.candidates].index("multilayer")  # noqa: E731
+    assert rank(short) < rank(unbounded)  # the strategies that train, marked down, fall behind it
+    assert "affords" not in next(c["why"] for c in short.candidates if c["strategy"] == "multilayer")
+
+
+def test_the_multilayer_probe_runs_only_where_its_candidate_could_win():
+    """ResNet-20 -> CIFAR-10 at 800 per class (task 3): even a perfect multilayer probe could not catch full
+    fine-tuning, so the advisor skips its time; at 8 per class (task 1) it could, so it runs."""
+    from graft.strategy.advisor import multilayer_skip_reason
+
+    plenty = _measures([0.5, 0.7, 0.85, 0.884, 0.884], similarity=[0.01, 0.01, 0.02, 0.02, 0.023])
+    reason = multilayer_skip_reason(plenty, samples_per_class=[800] * 10)
+    assert reason.startswith("even separating the classes perfectly, every layer at once would score")
+    assert "against full's" in reason and "800 per class" in reason
+    little = _measures([0.3, 0.6, 0.7, 0.85, 0.7], similarity=[0.1, 0.1, 0.2, 0.3, 0.37], width=0.2)
+    assert multilayer_skip_reason(little, samples_per_class=[8] * 10) is None
+    # a short budget marks the trained candidates down: the probe is worth running again
+    medium = _measures([0.3, 0.5, 0.70, 0.66, 0.62], similarity=[0.1, 0.2, 0.3, 0.4, 0.5])
+    assert multilayer_skip_reason(medium, samples_per_class=[400] * 10) is not None
+    assert multilayer_skip_reason(medium, samples_per_class=[400] * 10, epochs_for=lambda name: 0) is None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from io import StringIO
 
 import numpy as np
@@ -196,7 +196,8 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
                    batchnorm: Mapping[str, Mapping] | None = None, logits: np.ndarray | None = None,
                    source_features: Mapping[str, np.ndarray] | None = None, label_names: Sequence[str] = (),
                    model: str = "", data: str = "", train_split: str = "train", eval_split: str | None = None,
-                   probe: bool = True, folds: int = 5, seed: int = 0, choose_c: str = "cv", multilayer: bool = True,
+                   probe: bool = True, folds: int = 5, seed: int = 0, choose_c: str = "cv",
+                   multilayer: bool | Callable[[Measures], str | None] = True,
                    progress: Callable[[str], None] | None = None) -> Measures:
     """Probe accuracy, LogME, H-score and similarity for each layer; LEEP and NCE of the source head.
 
@@ -205,7 +206,9 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
     them too, see :func:`linear_probe`); ``batchnorm`` maps BN layer names to
     ``source_mean``, ``source_var``, ``target_mean``, ``target_var`` and ``block``; ``logits`` are the
     source head's outputs on the training samples; ``source_features`` (optional) pooled features of a
-    sample of the source data, per layer, used for similarity instead of the BN statistics.
+    sample of the source data, per layer, used for similarity instead of the BN statistics. ``multilayer``: also
+    probe every layer at once; a callable is shown the per-layer measures first and returns ``None`` to run it or
+    the reason to skip it (kept in the notes).
     """
     layers = list(layers)
     if not layers:
@@ -238,17 +241,6 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
             probe_c=None if result is None else result.c, logme=log_maximum_evidence(x, y), h_score=h_score(x, y),
             similarity=sim[name], batchnorms=bn_counts[name], seconds=round(time.perf_counter() - t0, 3)))
     seconds["layers"] = time.perf_counter() - start - seconds["similarity"]
-    every = None
-    if probe and multilayer and len(layers) > 1:
-        from graft.measures.multilayer import multilayer_probe
-
-        if progress is not None:
-            progress("every layer at once (multilayer probe)")
-        t0 = time.perf_counter()
-        every = multilayer_probe({n: train_features[n] for n in layers}, y,
-                                 None if eval_features is None else {n: eval_features[n] for n in layers},
-                                 eval_labels, choose="eval" if choose_c == "eval" else "cv", seed=seed).to_dict()
-        seconds["multilayer"] = time.perf_counter() - t0
     best, reason = _best(entries, len(y))
     leep = nce = None
     notes: list[str] = []
@@ -267,13 +259,29 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
                      f"as there are samples ({len(y)}), where LogME's evidence grows with the width; compare the "
                      "probe accuracies, or measure with more samples")
     stats = class_statistics(np.asarray(train_features[best]), y).to_dict()
-    return Measures(model=model, data=data, train_split=train_split,
-                    eval_split=eval_split if eval_features is not None and eval_split else
-                    ("held-out" if eval_features is not None else "cross-validation"),
-                    num_train=int(len(y)), num_eval=int(len(eval_labels)) if eval_labels is not None else int(len(y)),
-                    label_names=tuple(label_names), layers=tuple(entries), best_layer=best, best_reason=reason,
-                    similarity_method=method, similarity_note=sim_note, leep=leep, nce=nce, classes=stats,
-                    seconds={k: round(v, 3) for k, v in seconds.items()}, notes=tuple(notes), multilayer=every)
+    measures = Measures(model=model, data=data, train_split=train_split,
+                        eval_split=eval_split if eval_features is not None and eval_split else
+                        ("held-out" if eval_features is not None else "cross-validation"),
+                        num_train=int(len(y)),
+                        num_eval=int(len(eval_labels)) if eval_labels is not None else int(len(y)),
+                        label_names=tuple(label_names), layers=tuple(entries), best_layer=best, best_reason=reason,
+                        similarity_method=method, similarity_note=sim_note, leep=leep, nce=nce, classes=stats,
+                        seconds={k: round(v, 3) for k, v in seconds.items()}, notes=tuple(notes))
+    if not (probe and multilayer and len(layers) > 1):
+        return measures
+    skip = multilayer(measures) if callable(multilayer) else None
+    if skip:
+        return replace(measures, notes=(*measures.notes, f"multilayer probe skipped: {skip}"))
+    from graft.measures.multilayer import multilayer_probe
+
+    if progress is not None:
+        progress("every layer at once (multilayer probe)")
+    t0 = time.perf_counter()
+    every = multilayer_probe({n: train_features[n] for n in layers}, y,
+                             None if eval_features is None else {n: eval_features[n] for n in layers},
+                             eval_labels, choose="eval" if choose_c == "eval" else "cv", seed=seed).to_dict()
+    return replace(measures, multilayer=every,
+                   seconds={**measures.seconds, "multilayer": round(time.perf_counter() - t0, 3)})
 
 
 def _best(entries: Sequence[LayerMeasures], num_samples: int | None = None) -> tuple[str, str]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from graft.errors import GraftError
 from graft.jsonable import JsonSerializable
@@ -104,6 +104,29 @@ def _signals(measures: Measures, samples_per_class: Sequence[int]) -> Signals:
                    every_quality)
 
 
+def _multilayer_score(s: Signals, multilayer_quality: float) -> float:
+    return 0.52 + 0.10 * s.distance - 0.40 * s.size + MULTILAYER_GAIN * max(0.0, multilayer_quality - s.quality)
+
+
+def multilayer_skip_reason(measures: Measures, *, samples_per_class: Sequence[int] = (),
+                           blocks: Sequence[str] | None = None, margin: float = 0.05,
+                           epochs_for: Callable[[str], int] | None = None) -> str | None:
+    """Whether the multilayer probe is worth running, from the per-layer measures: ``None`` when the multilayer
+    candidate could still come within ``margin`` of the best other candidate, else the reason to skip it. Its
+    score rises with the quality every layer adds over the best single one, which is at most ``1 - quality``
+    (every layer together separating the classes perfectly); when even that leaves it ``margin`` behind, the
+    probe cannot change the advice (bench/advisor_probe_cost.py: it is most of the advice's time on the larger
+    tasks)."""
+    s = _signals(replace(measures, multilayer=None), samples_per_class)
+    others = advise(replace(measures, multilayer=None), samples_per_class=samples_per_class, blocks=blocks,
+                    margin=margin, epochs_for=epochs_for).candidates[0]
+    ceiling = _multilayer_score(s, 1.0)
+    if ceiling > others["score"] - margin:
+        return None
+    return (f"even separating the classes perfectly, every layer at once would score {ceiling:.2f} against "
+            f"{others['strategy']}'s {others['score']:.2f} ({s.per_class:.0f} per class: fine-tuning has data enough)")
+
+
 def _scenario(s: Signals) -> str:
     amount = "small data" if s.size < 0.35 else "large data" if s.size > 0.75 else "medium data"
     kind = "far from the source" if s.distance > 0.5 else "similar to the source"
@@ -153,7 +176,7 @@ def advise(measures: Measures, *, samples_per_class: Sequence[int] = (), blocks:
         # lower layers that carry what the top ones miss
         gain = max(0.0, s.multilayer_quality - s.quality)
         every = measures.multilayer
-        cands.append(("multilayer", 0.52 + 0.10 * s.distance - 0.40 * s.size + MULTILAYER_GAIN * gain,
+        cands.append(("multilayer", _multilayer_score(s, s.multilayer_quality),
                       f"every layer at once reaches {every['accuracy']:.3f} on {every['evaluated_on']} "
                       f"({every['kept']} features from {sum(1 for v in every['selected'].values() if v)} layers): "
                       f"{100 * gain:.0f} points of quality over the best single layer; one pass, nothing trained"
