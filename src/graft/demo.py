@@ -27,7 +27,7 @@ from graft.pipeline import advise, compare
 ASSETS = "assets/demo"
 
 
-COMPARED = ("linear", "partial:1", "lp-ft", "full", "scratch")
+COMPARED = ("linear", "partial:1", "lp-ft", "full", "multilayer", "scratch")
 COMPARE_BUDGET, FIT_BUDGET = 60, 40  # seconds
 
 
