@@ -35,7 +35,7 @@ from graft.data import Data, load_data  # noqa: E402
 from graft.pipeline import compare, fit_auto  # noqa: E402
 
 STRATEGIES = ("linear", "partial:1", "partial:2", "lp-ft", "two-phase", "full", "scratch", "multilayer")
-FIXED = ("linear", "two-phase", "full")
+FIXED = ("linear", "two-phase", "full", "multilayer")
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CORAL_V1 = {"arch": "mobilenetv1_025", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
 CORAL_V2 = {"arch": "mobilenetv2_100", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
@@ -166,16 +166,18 @@ def main() -> None:
             best = max((k for k in test if test[k] is not None), key=lambda k: test[k])
             entry = {"task": name, "train": len(data["train"]), "val": len(data["val"]), "test": len(data["test"]),
                      "test_accuracy": test, "oracle": best, "oracle_by_val": oracle_by_val,
-                     "dropped": dropped, "oracle_reused": earlier is not None, "auto": advice.strategy, "auto_accuracy": record.final_accuracy,
+                     "dropped": dropped, "oracle_reused": earlier is not None, "auto": advice.strategy,
+                     "auto_accuracy": record.final_accuracy,
                      "auto_trials": [t["strategy"] for t in advice.trials], "regret_points":
                      100 * (test[best] - record.final_accuracy), "auto_seconds": auto_seconds,
                      "all_seconds": all_seconds, "compute_fraction": auto_seconds / all_seconds,
                      "advice_scores": {c["strategy"]: c["score"] for c in advice.candidates},
                      "advice_measurements": advice.measurements}
             results.append(entry)
+            fixed_now = ", ".join(f"{k} {test[k]:.3f}" if test.get(k) is not None else f"{k} dropped" for k in FIXED)
             print(f"{name}: oracle {best} {test[best]:.3f}; auto {advice.strategy} {record.final_accuracy:.3f} "
                   f"(regret {entry['regret_points']:.1f} points, {100 * entry['compute_fraction']:.0f} % of the "
-                  f"compute); fixed: " + ", ".join(f"{k} {test.get(k, float('nan')):.3f}" for k in FIXED), flush=True)
+                  f"compute); fixed: {fixed_now}", flush=True)
             rows.append([name, len(data["train"]), f"{best} {test[best]:.3f}",
                          f"{advice.strategy} {record.final_accuracy:.3f}", f"{entry['regret_points']:.1f}",
                          f"{100 * entry['compute_fraction']:.0f} %",
@@ -185,8 +187,8 @@ def main() -> None:
     if results:
         regret = statistics.mean(r["regret_points"] for r in results)
         fraction = statistics.mean(r["compute_fraction"] for r in results)
-        fixed = {k: statistics.mean(100 * (max(v for v in r["test_accuracy"].values() if v is not None) - (r["test_accuracy"].get(k) or 0))
-                                    for r in results) for k in FIXED}
+        fixed = {k: statistics.mean(100 * (max(v for v in r["test_accuracy"].values() if v is not None)
+                                           - (r["test_accuracy"].get(k) or 0)) for r in results) for k in FIXED}
         rows.append(["mean", "", "", "", f"{regret:.1f}", f"{100 * fraction:.0f} %",
                      *(f"regret {fixed[k]:.1f}" for k in FIXED)])
         print()

@@ -73,7 +73,7 @@ def run_command(args: argparse.Namespace, out: Console) -> int:
 
         advice = advise(args.model, args.data, out=args.out, target={"keep_rows": args.keep_rows},
                         max_samples=args.max_samples, load_kwargs=_load_kwargs(args), data_kwargs=_data(args),
-                        log=None if args.json else say, multilayer=not args.no_multilayer)
+                        log=None if args.json else say, multilayer=False if args.no_multilayer else "auto")
         print(advice.to_json()) if args.json else say(advice.render())
     elif args.command == "report":
         from graft.pipeline import write_report

@@ -42,24 +42,26 @@ def samples_per_class(data: Data, split: str = "train") -> list[int]:
 
 def advise(model, data, *, out: str | Path | None = None, target: dict | None = None, max_samples: int = PROBE_SAMPLES,
            load_kwargs: dict | None = None, data_kwargs: dict | None = None, log=None, epochs_for=None,
-           multilayer: bool | str = "auto") -> Advice:
+           multilayer: bool | str = "auto", margin: float = 0.05) -> Advice:
     """Probe ``model`` (grafted to ``data``) layer by layer on the training data, evaluated on ``val`` (never on
     test), and advise a strategy with its reasons. With ``out``: measures.json, measures.png, advice.json.
     ``epochs_for(strategy)``: the epochs the fit's budget affords (see :func:`graft.strategy.advisor.advise`).
     ``multilayer``: also probe every layer at once, which makes ``multilayer`` a candidate; ``"auto"``: only when
-    the per-layer measures leave that candidate a chance (:func:`graft.strategy.advisor.multilayer_skip_reason`)."""
+    the per-layer measures leave that candidate a chance (:func:`graft.strategy.advisor.multilayer_skip_reason`).
+    ``margin``: candidates scoring this close to the best are ambiguous (trials settle them in ``fit_auto``)."""
+    if multilayer != "auto" and not isinstance(multilayer, bool):
+        raise GraftError('multilayer=True, False or "auto"', repr(multilayer), 'pass one of them (default "auto")')
     backbone, data = _inputs(model, data, load_kwargs, data_kwargs)
     plan = plan_surgery(backbone, data=data, **(target or {}))
     grafted = plan.apply(backbone)
     has_val = "val" in data.splits
     counts, blocks = samples_per_class(data), [b.name for b in grafted.spec.blocks]
     if multilayer == "auto":
-        multilayer = partial(multilayer_skip_reason, samples_per_class=counts, blocks=blocks, epochs_for=epochs_for)
-    elif not isinstance(multilayer, bool):
-        raise GraftError('multilayer=True, False or "auto"', repr(multilayer), 'pass one of them (default "auto")')
+        multilayer = partial(multilayer_skip_reason, samples_per_class=counts, blocks=blocks, epochs_for=epochs_for,
+                             margin=margin)
     measures = probe(grafted, data, eval_split="val" if has_val else None, max_samples=max_samples, out=out,
                      plot=out is not None, log=log, choose_c="eval" if has_val else "cv", multilayer=multilayer)
-    advice = _advise(measures, samples_per_class=counts, blocks=blocks, epochs_for=epochs_for)
+    advice = _advise(measures, samples_per_class=counts, blocks=blocks, epochs_for=epochs_for, margin=margin)
     if out is not None:
         _write_json(Path(out) / "advice.json", advice.to_dict())
     return advice
@@ -107,10 +109,10 @@ def fit_auto(model, data, out: str | Path, *, budget=None, epochs: int | None = 
     if resume and saved.is_file():
         advice = Advice.from_dict(json.loads(saved.read_text()))
     else:
-        if (out / "checkpoints" / "last.json").exists():
+        if (out / "checkpoints" / "last.json").exists() or (out / "run.json").exists():
             raise GraftError(f"an empty or new run folder for {out}", "a folder that already holds a run",
                              "continue it with --resume, or pass another --out")
-        advice = advise(backbone, data, out=out, target=target, log=say,
+        advice = advise(backbone, data, out=out, target=target, log=say, margin=margin,
                         epochs_for=None if seconds is None else _epochs_in(grafted, seconds, start))
         say(advice.render())
         say(f"measured and advised in {time.perf_counter() - start:.0f} s")

@@ -98,3 +98,5 @@ def test_measure_layers_asks_before_the_multilayer_probe_and_keeps_the_reason_to
     assert ran.multilayer["accuracy"] > max(e.probe_accuracy for e in ran.layers) and ran.seconds["multilayer"] > 0
     assert [e.probe_accuracy for e in ran.layers] == [e.probe_accuracy for e in skipped.layers]
     assert not any("skipped" in n for n in ran.notes)
+    with pytest.raises(GraftError, match="multilayer=True, False or a callable"):
+        measure_layers(list(train), train, y, multilayer="auto")

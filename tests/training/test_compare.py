@@ -118,3 +118,25 @@ def test_auto_runs_no_trials_on_a_validation_split_too_small_to_decide_them(tmp_
     assert not advice.trials and not (tmp_path / "auto" / "trials").exists()
     assert record.strategy == advice.candidates[0]["strategy"]  # the prior's choice
     assert any("the validation split has 24 samples, too few" in m for m in said), said
+
+
+def test_a_multilayer_trial_is_one_solved_pass_whose_score_carries_over(tmp_path, shades):
+    """successive_halving with multilayer among three candidates: its trial is fit once (1 epoch), never again in
+    a later round, and the winner is the best validation accuracy."""
+    from graft.training.auto import successive_halving
+
+    backbone = graft.load_model("cifar_resnet20", pretrained=False)
+    data = load_data(shades, val_fraction=0.2, seed=0)
+    plan = graft.plan_surgery(backbone, data=data)
+    times = StepTimes(train=0.01, forward=0.004, train_steps=4, eval_steps=1, blocks=10)
+    winner, trials = successive_halving(backbone, data, plan, tmp_path, ["multilayer", "linear", "partial:1"], 30,
+                                        times, max_epochs=3)
+    every = next(t for t in trials if t["strategy"] == "multilayer")
+    assert [r["epochs"] for r in every["rounds"]] == [1]
+    assert (tmp_path / "trials" / "round1-multilayer" / "model.safetensors").is_file()
+    assert not (tmp_path / "trials" / "round2-multilayer").exists()
+    best = {t["strategy"]: t["rounds"][-1]["val_accuracy"] for t in trials}
+    finalists = [t["strategy"] for t in trials if any(r["round"] == 2 for r in t["rounds"])]
+    if best["multilayer"] >= sorted(best.values())[1]:  # it made the second round, on its first score
+        finalists.append("multilayer")
+    assert len(finalists) == 2 and winner in finalists and best[winner] == max(best[f] for f in finalists)

@@ -124,7 +124,7 @@ def multilayer_skip_reason(measures: Measures, *, samples_per_class: Sequence[in
     if ceiling > others["score"] - margin:
         return None
     return (f"even separating the classes perfectly, every layer at once would score {ceiling:.2f} against "
-            f"{others['strategy']}'s {others['score']:.2f} ({s.per_class:.0f} per class: fine-tuning has data enough)")
+            f"{others['strategy']}'s {others['score']:.2f} ({s.per_class:.0f} per class)")
 
 
 def _scenario(s: Signals) -> str:
@@ -150,7 +150,7 @@ def advise(measures: Measures, *, samples_per_class: Sequence[int] = (), blocks:
     k = max(1, len(above))
     pct = lambda v: f"{100 * v:.0f} %"  # noqa: E731
     cands: list[tuple[str, float, str]] = []
-    # The weights were refit in November 2026 on the six tasks of bench/advisor_regret.py (BENCHMARKS.md), where
+    # The weights were refit in November 2026 on the tasks of bench/advisor_regret.py (BENCHMARKS.md), where
     # full fine-tuning was best or within a point on most tasks, even at 8 samples per class: fine-tuning is the
     # default; a linear head only when the features already separate the classes nearly perfectly; partial:K
     # when the top blocks lose accuracy against a lower one; scratch when the features are useless and data is
