@@ -1,10 +1,11 @@
 """The advisor, measured: ``--strategy auto`` against the oracle (every strategy run) and fixed recipes.
 
-Eight transfer tasks built from ../shared (images, audio spectrograms, time series; 50 to 10000 training
+Eight transfer tasks built from ../shared (images, audio spectrograms, time series; 40 to 8000 training
 samples; the last two are bench/multilayer.py's smallest size). On each, ``graft.pipeline.compare`` runs every
 strategy (linear, partial:1, partial:2, lp-ft, two-phase, full, scratch, multilayer) with ``--per-strategy``
 seconds each (3x that on the 10000-image CIFAR-10 task, where one epoch of ``full`` takes longer than 30 s) on the
-same splits: the oracle is the best test accuracy among them, and the fixed recipes are its ``linear``, ``two-phase`` and ``full`` rows. Then
+same splits: the oracle is the best test accuracy among them, and the fixed recipes are its ``linear``,
+``two-phase``, ``full`` and ``multilayer`` rows. Then
 ``graft.pipeline.fit_auto`` (probe, advise, trials when ambiguous, fit) runs on the same splits with a budget of
 ``--auto-share`` of the comparison's wall time (what running every strategy took, which is less than its budget
 when strategies stop early or hit ``max_epochs``). Reported per task: the test accuracy of each, the regret of
@@ -124,7 +125,8 @@ def _tasks(shared: Path, tmp: Path):
                            lr=1e-3, seed=0, width=64)
         return cricket / "model.safetensors"
 
-    yield "ts_fcn (UCR CricketX) -> CricketY, 10 per class", cricket_source, {}, lambda: _series(d / "ucr" / "CricketY", 10)
+    yield ("ts_fcn (UCR CricketX) -> CricketY, 10 per class", cricket_source, {},
+           lambda: _series(d / "ucr" / "CricketY", 10))
 
 
 def main() -> None:

@@ -117,9 +117,10 @@ def multilayer_skip_reason(measures: Measures, *, samples_per_class: Sequence[in
     (every layer together separating the classes perfectly); when even that leaves it ``margin`` behind, the
     probe cannot change the advice (bench/advisor_probe_cost.py: it is most of the advice's time on the larger
     tasks)."""
-    s = _signals(replace(measures, multilayer=None), samples_per_class)
-    others = advise(replace(measures, multilayer=None), samples_per_class=samples_per_class, blocks=blocks,
-                    margin=margin, epochs_for=epochs_for).candidates[0]
+    per_layer = replace(measures, multilayer=None)
+    s = _signals(per_layer, samples_per_class)
+    others = advise(per_layer, samples_per_class=samples_per_class, blocks=blocks, margin=margin,
+                    epochs_for=epochs_for).candidates[0]
     ceiling = _multilayer_score(s, 1.0)
     if ceiling > others["score"] - margin:
         return None
