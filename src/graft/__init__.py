@@ -8,33 +8,43 @@ The public verbs::
     print(plan)
     new = plan.apply(backbone)
     graft.save_model(new, "runs/x/model.safetensors")
+
+Every name below is imported when first used (PEP 562), so ``import graft`` and ``graft --version`` stay fast:
+torch is loaded by the first verb that needs it, not by the package.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from graft.api import (  # noqa: E402
-    describe_data,
-    describe_model,
-    extract_features,
-    fine_tune,
-    load_data,
-    load_model,
-    load_run,
-    plan_surgery,
-    predict,
-    preprocessing,
-    pretrain,
-    probe,
-    save_model,
-    target_from_data,
-)
-from graft.data import AudioFeatures, Data, DatasetSpec, describe_dataset, windows  # noqa: E402
-from graft.errors import GraftError  # noqa: E402
-from graft.features import FeatureSet  # noqa: E402
-from graft.models import Backbone, BackboneSpec, LoadReport, load_weights, read_checkpoint  # noqa: E402
-from graft.surgery import SurgeryPlan, Target, apply_surgery  # noqa: E402
+# public name -> the module that defines it
+_EXPORTS = {
+    **dict.fromkeys(("advise", "compare", "describe_data", "describe_model", "export_run", "extract_features",
+                     "fine_tune", "load_data", "load_model", "load_run", "plan_surgery", "predict", "preprocessing",
+                     "pretrain", "probe", "save_model", "target_from_data", "write_report"), "graft.api"),
+    **dict.fromkeys(("AudioFeatures", "Data", "DatasetSpec", "DataOptions", "windows"), "graft.data"),
+    "GraftError": "graft.errors",
+    "FeatureSet": "graft.features",
+    **dict.fromkeys(("Backbone", "BackboneSpec", "LoadOptions", "LoadReport", "load_weights", "read_checkpoint"),
+                    "graft.models"),
+    **dict.fromkeys(("SurgeryPlan", "Target", "apply_surgery"), "graft.surgery"),
+    **dict.fromkeys(("Strategy", "parse_strategy", "registered_strategies", "register_strategy"), "graft.strategy"),
+    **dict.fromkeys(("Workflow",), "graft.workflow"),
+}
 
-__all__ = ["AudioFeatures", "Backbone", "BackboneSpec", "Data", "DatasetSpec", "FeatureSet", "GraftError", "LoadReport",
-           "SurgeryPlan", "Target", "__version__", "apply_surgery", "describe_data", "describe_dataset",
-           "describe_model", "extract_features", "fine_tune", "load_data", "load_model", "load_run", "predict", "load_weights", "plan_surgery", "preprocessing", "pretrain", "probe",
-           "read_checkpoint", "save_model", "target_from_data", "windows"]
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'graft' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access skips this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

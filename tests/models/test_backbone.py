@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from graft.errors import LabelError, ModelStructureError
-from graft.models import BackboneSpec, load_model
+from graft.models import BackboneSpec
+from graft.models import load_network as load_model
 from graft.models.backbone import describe
 from tests.conftest import KerasStyleCNN, TinyPooledCNN
 

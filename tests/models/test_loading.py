@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import save_file
 
 from graft.errors import CheckpointError, GraftError, HubUnavailableError, ShapeError
-from graft.models import Backbone, load_model
+from graft.models import Backbone
+from graft.models import load_network as load_model
 from graft.models.zoo import ZOO
 from tests.conftest import TinyPooledCNN
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from graft.models import load_model
+from graft.models import load_network as load_model
 from graft.models.zoo.cifar_resnet import CifarResNet
 from tests.conftest import shared_file
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from graft.errors import GraftError, LabelError, ModelStructureError, ShapeError
-from graft.models import load_model
+from graft.models import load_network as load_model
 from graft.surgery import SurgeryPlan, Target, plan_surgery
 from tests.conftest import TinyPooledCNN, randomize_bn
 

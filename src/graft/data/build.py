@@ -8,6 +8,7 @@ import numpy as np
 from graft.data.audio import AudioFeatures
 from graft.data.checks import check_labels, duplicates_across, fingerprint, make_splits, non_finite
 from graft.data.dataset import ArrayDataset, Data, ImageFileDataset
+from graft.data.options import DataOptions
 from graft.data.readers import SPLITS, Options, Raw, _natural, _with_names, read_source
 from graft.data.problems import ProblemLog
 from graft.data.spec import DatasetSpec
@@ -41,12 +42,7 @@ def _dataset(raw: Raw, part, index: np.ndarray, y: np.ndarray):
     return ArrayDataset(part.x[index], y[index], [part.ids[i] for i in index])
 
 
-def load_data(source, *, labels: str | None = None, label_names=None, classes=None, layout: str = "auto",
-              val_fraction: float = 0.0, test_fraction: float = 0.0, seed: int = 0, on_error: str = "raise",
-              normalize: str = "none", length: int | None = None, image_size=None, image_mode: str | None = None,
-              audio: AudioFeatures | None = None, label_pattern: str | None = None, split_of=None,
-              label_column: str = "label", path_column: str = "path", feature_columns=None,
-              feature_names=None, feature_axis: int | None = None, name: str | None = None) -> Data:
+def load_data(source, options: DataOptions | dict | None = None, **fields) -> Data:
     """Read ``source``, check every sample, make the splits asked for, and describe the result.
 
     ``source``: an image folder (one sub-folder per class, optionally under ``train/``, ``val/``, ``test/``),
@@ -56,39 +52,26 @@ def load_data(source, *, labels: str | None = None, label_names=None, classes=No
     file (``.ts``, ``.tsv``, ``.arff``), ``"aeon:NAME"`` (aeon's bundled sets, offline), an ``(x, y)`` tuple of
     arrays, or a ``torch.utils.data.Dataset``.
 
+    How to read it: a :class:`~graft.data.options.DataOptions` (``options``), its fields by name (``fields``,
+    which override it), or both: ``labels``, ``classes``, ``val_fraction``, ``normalize``, ``audio``...
+
     Problems (corrupt files, NaN, a single class, duplicates across splits...) are collected in
     ``data.spec.problems``; errors stop the load with one message listing them all, unless
     ``on_error="skip"`` drops the bad samples and lists them in ``data.spec.skipped``.
     Splits the source does not give are made from train: ``val_fraction``/``test_fraction``, stratified
     by class and seeded (``data.write_splits(run_dir)`` records them).
     """
-    opt = _options(labels=labels, label_names=label_names, classes=classes, layout=layout, normalize=normalize,
-                   length=length, image_size=image_size, image_mode=image_mode, audio=audio,
-                   label_pattern=label_pattern, split_of=split_of, label_column=label_column,
-                   path_column=path_column, feature_columns=feature_columns, feature_names=feature_names,
-                   feature_axis=feature_axis)
-    return _load(source, opt, ProblemLog.new(on_error), val_fraction, test_fraction, seed, name, strict=True)
+    opt = DataOptions.coerce(options, **fields)
+    return _load(source, _options(opt), ProblemLog.new(opt.on_error), opt.val_fraction, opt.test_fraction, opt.seed,
+                 opt.name, strict=True)
 
 
-def _options(labels=None, label_names=None, classes=None, layout="auto", normalize="none", length=None,
-             image_size=None, image_mode=None, audio=None, label_pattern=None, split_of=None, label_column="label",
-             path_column="path", feature_columns=None, feature_names=None, feature_axis=None) -> Options:
-    for what, value in (("label_names", label_names), ("classes", classes), ("feature_names", feature_names)):
-        if isinstance(value, str):
-            raise DataError(f"{what} as a list of names", f"the string {value!r}", f"pass {what}=[{value!r}, ...]")
-    if label_names is not None and len(label_names) == 0:
-        raise DataError("at least one name in label_names", "an empty list", "leave label_names out to take them "
-                        "from the data")
-    if isinstance(image_size, int) and not isinstance(image_size, bool):
-        image_size = (image_size, image_size)
-    return Options(labels=labels, label_names=tuple(label_names) if label_names is not None else None,
-                  classes=tuple(classes) if classes is not None else None, layout=layout, normalize=normalize,
-                  length=length, image_size=tuple(image_size) if image_size else None, image_mode=image_mode,
-                  audio=audio or AudioFeatures(), label_pattern=label_pattern, split_of=split_of,
-                  label_column=label_column, path_column=path_column,
-                  feature_columns=tuple(feature_columns) if feature_columns else None,
-                  feature_names=tuple(map(str, feature_names)) if feature_names is not None else None,
-                  feature_axis=feature_axis)
+def _options(opt: DataOptions) -> Options:
+    return Options(labels=opt.labels, label_names=opt.label_names, classes=opt.classes, layout=opt.layout,
+                   normalize=opt.normalize, length=opt.length, image_size=opt.image_size, image_mode=opt.image_mode,
+                   audio=opt.audio, label_pattern=opt.label_pattern, split_of=opt.split_of,
+                   label_column=opt.label_column, path_column=opt.path_column, feature_columns=opt.feature_columns,
+                   feature_names=opt.feature_names, feature_axis=opt.feature_axis)
 
 
 def _load(source, opt: Options, log: ProblemLog, val_fraction: float, test_fraction: float, seed: int,
@@ -167,9 +150,9 @@ def _load(source, opt: Options, log: ProblemLog, val_fraction: float, test_fract
     return Data(spec, {s: datasets[s] for s in order}, record, {s: fingerprints.get(s) or [] for s in order})
 
 
-def describe_data(source, *, on_error: str = "raise", val_fraction: float = 0.0, test_fraction: float = 0.0,
-                  seed: int = 0, name: str | None = None, **options) -> DatasetSpec:
+def describe_data(source, options: DataOptions | dict | None = None, **fields) -> DatasetSpec:
     """What graft sees in ``source``: shapes, classes, splits, and every problem (see :func:`load_data` for
     the options). Unlike :func:`load_data` it never stops at a problem: they are all listed in the spec."""
-    log = ProblemLog.new(on_error)
-    return _load(source, _options(**options), log, val_fraction, test_fraction, seed, name, strict=False).spec
+    opt = DataOptions.coerce(options, **fields)
+    return _load(source, _options(opt), ProblemLog.new(opt.on_error), opt.val_fraction, opt.test_fraction, opt.seed,
+                 opt.name, strict=False).spec

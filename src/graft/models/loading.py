@@ -1,4 +1,5 @@
-"""``load_model``: any network, from any source, wrapped in the backbone contract.
+"""``load_network``: any network, from any source, wrapped in the backbone contract (``graft.load_model`` is
+``graft.surgery.saving.load_model``, which also rebuilds grafted networks saved by graft, and calls this).
 
 Sources: a timm model name (pretrained from the hub, or with a local weights file), a graft zoo name
 (``cifar_resnet20``...), a local checkpoint (``.safetensors``, ``.pt/.pth/.th``; the architecture is read
@@ -147,7 +148,7 @@ def _describe_named(module: nn.Module, name: str, weights: str | None, overrides
     return Backbone(module, describe(module, name=name, origin=origin, weights=weights, **merged))
 
 
-def load_model(
+def load_network(
     source: str | Path | nn.Module | Backbone,
     *,
     weights: str | Path | dict | None = None,

@@ -12,15 +12,19 @@ from torch import nn
 
 from graft.errors import CheckpointError, GraftError
 from graft.models import Backbone, load_weights, read_checkpoint
-from graft.models import load_model as _load_model
+from graft.models import LoadOptions
+from graft.models import load_network as _load_model
 from graft.models.checkpoint import graft_metadata
 from graft.surgery.multilayer import HEAD_PREFIX, MultilayerModel, as_backbone, build_multilayer
 from graft.surgery.planner import apply_surgery
 from graft.surgery.plan import SurgeryPlan
 
 
-def load_model(source, **kwargs) -> Backbone:
-    """Load any network (see :func:`graft.models.load_model`), including grafted ones saved by graft.
+def load_model(source, options: LoadOptions | dict | None = None, **kwargs) -> Backbone:
+    """Load any network (see :func:`graft.models.loading.load_network` for the sources and options), including
+    grafted ones saved by graft. ``options``: a :class:`~graft.models.options.LoadOptions` (or a dict of its
+    fields); keyword arguments override it, and those that are not its fields are the architecture's own
+    (``width=16``).
 
     A ``.safetensors`` file written by :func:`save_model` after surgery carries its plan: the source
     architecture is rebuilt, the plan replayed, and the saved weights loaded strictly. A finished run folder
@@ -59,7 +63,9 @@ def load_model(source, **kwargs) -> Backbone:
                     grafted.spec = replace(grafted.spec, label_names=tuple(meta["spec"].get("label_names") or ()))
                 grafted = as_backbone(grafted, build_multilayer(grafted.module, meta["multilayer"], head))
             return grafted
-    return _load_model(source, **kwargs)
+    known = {k: kwargs.pop(k) for k in list(kwargs) if k in LoadOptions.__dataclass_fields__}
+    opts = LoadOptions.coerce(options, **known)
+    return _load_model(source, **{**opts.load_arguments(), **kwargs})
 
 
 def save_model(backbone: Backbone, path: str | Path) -> Path:
