@@ -39,7 +39,7 @@ def main() -> None:
     results, rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for number, (name, model, load_kwargs, make_data) in enumerate(_tasks(Path(args.shared), tmp), 1):
+        for number, (name, model, load_options, make_data) in enumerate(_tasks(Path(args.shared), tmp), 1):
             if chosen and number not in chosen:
                 continue
             model = model() if callable(model) else model
@@ -52,7 +52,7 @@ def main() -> None:
                 for arm in arms[r % 3:] + arms[:r % 3]:
                     out = tmp / f"a{number}-{r}-{arm}"
                     t0 = time.perf_counter()
-                    advice[arm] = advise(model, data, out=out, target=keep, load_kwargs=load_kwargs, multilayer=arm)
+                    advice[arm] = advise(model, data, out=out, target=keep, load_options=load_options, multilayer=arm)
                     seconds[arm].append(time.perf_counter() - t0)
                     measured = json.loads((out / "measures.json").read_text())
                     if arm is True:

@@ -141,7 +141,7 @@ def main() -> None:
     results, rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for number, (name, model, load_kwargs, make_data) in enumerate(_tasks(shared, tmp), 1):
+        for number, (name, model, load_options, make_data) in enumerate(_tasks(shared, tmp), 1):
             if chosen and number not in chosen:
                 continue
             model = model() if callable(model) else model
@@ -156,14 +156,14 @@ def main() -> None:
             else:
                 t0 = time.perf_counter()
                 oracle = compare(model, data, tmp / f"cmp{number}", strategies=STRATEGIES, budget=budget,
-                                 max_epochs=100, target=keep, load_kwargs=load_kwargs, report=False)
+                                 max_epochs=100, target=keep, load_options=load_options, report=False)
                 all_seconds = time.perf_counter() - t0
                 test = {e["strategy"]: e["mean"]["test_accuracy"] for e in oracle.strategies}
                 oracle_by_val, dropped = oracle.best, oracle.dropped
             t0 = time.perf_counter()
             # auto's budget: a share of what running every strategy actually took (some finish under their shares)
             record, advice = fit_auto(model, data, tmp / f"auto{number}", budget=all_seconds * args.auto_share,
-                                      target=keep, load_kwargs=load_kwargs, progress=False)
+                                      target=keep, load_options=load_options, progress=False)
             auto_seconds = time.perf_counter() - t0
             best = max((k for k in test if test[k] is not None), key=lambda k: test[k])
             entry = {"task": name, "train": len(data["train"]), "val": len(data["val"]), "test": len(data["test"]),

@@ -123,7 +123,7 @@ def main() -> None:
         for number, (name, weights, target, make) in enumerate(_pairs(Path(args.shared), tmp), 1):
             if chosen and number not in chosen:
                 continue
-            load_kwargs = {k: v for k, v in target.items() if k != "keep_rows"}
+            load_options = {k: v for k, v in target.items() if k != "keep_rows"}
             plan_target = {"keep_rows": target["keep_rows"]} if "keep_rows" in target else {}
             weights = weights() if callable(weights) else weights
             x_all, y_all, transform, (xt, yt), layout, names = make()
@@ -132,7 +132,7 @@ def main() -> None:
             x_big = transform(x_all[biggest])
             y_big = y_all[biggest]
             big = _data(x_big, y_big, xt, yt, layout, names)
-            backbone = graft.load_model(weights, **load_kwargs)
+            backbone = graft.load_model(weights, **load_options)
             grafted = graft.plan_surgery(backbone, data=big, **plan_target).apply(backbone)
             t0 = time.perf_counter()
             train = graft.extract_features(grafted, big, split="train", cache_dir=tmp / "cache", progress=False)
@@ -169,7 +169,7 @@ def main() -> None:
                 small = _data(x_k, y, xt, yt, layout, names, val_fraction=0.2)
                 t0 = time.perf_counter()
                 record = graft.fine_tune(weights, small, tmp / f"full-{number}-{k}", strategy="full",
-                                         budget=args.budget, load_kwargs=load_kwargs, target=plan_target,
+                                         budget=args.budget, load_options=load_options, target=plan_target,
                                          progress=False, report=False)
                 entry["full"] = record.final_accuracy
                 entry["full_seconds"] = time.perf_counter() - t0

@@ -50,16 +50,16 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0], _extra)
     torch.set_num_threads(2)
     results = []
-    for name, weights, load_kwargs, data_path, data_kwargs, size in _pairs(Path(args.shared)):
+    for name, weights, load_options, data_path, data_options, size in _pairs(Path(args.shared)):
         if not weights.exists() or not data_path.exists():
             print(f"skipped {name}: {weights if not weights.exists() else data_path} is absent")
             continue
         t0 = time.perf_counter()
-        data = graft.load_data(data_path, **data_kwargs)
+        data = graft.load_data(data_path, **data_options)
         t_load = time.perf_counter() - t0
         with tempfile.TemporaryDirectory() as cache:
             t0 = time.perf_counter()
-            m = graft.probe(weights, data, load_kwargs=load_kwargs, input_size=size, max_samples=args.max_samples,
+            m = graft.probe(weights, data, load_options=load_options, input_size=size, max_samples=args.max_samples,
                             cache_dir=cache)
             total = time.perf_counter() - t0
         print(f"\n## {name}  (load {t_load:.1f} s, probe {total:.1f} s: {m.seconds})")

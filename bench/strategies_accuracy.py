@@ -66,7 +66,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 record = graft.fine_tune(weights, data, Path(tmp) / "run", strategy=strategy, epochs=args.epochs,
-                                         batch_size=64, seed=seed, load_kwargs=coral, target={"keep_rows": "never"})
+                                         batch_size=64, seed=seed, load_options=coral, target={"keep_rows": "never"})
                 seconds = time.perf_counter() - t0
             runs.append({"seed": seed, "test_accuracy": record.final_accuracy, "macro_f1": record.final_macro_f1,
                          "seconds": seconds, "trainable_params": record.trainable_params,

@@ -184,8 +184,8 @@ def test_plan_surgery_from_a_dataset(resnet20, pets_npz):
 
 
 def test_plan_surgery_from_a_dataset_spec_a_model_name_and_overrides(pets_npz):
-    spec = graft.describe_dataset(pets_npz)
-    plan = graft.plan_surgery("cifar_resnet20", data=spec, load_kwargs={"pretrained": False},
+    spec = graft.describe_data(pets_npz)
+    plan = graft.plan_surgery("cifar_resnet20", data=spec, load_options={"pretrained": False},
                               input_size=(32, 32), keep_rows="never")
     assert plan.target.input_size == (32, 32), "a keyword overrides what the dataset says"
     assert plan.target.in_chans == 1 and plan.target.label_names == spec.label_names

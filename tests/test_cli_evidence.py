@@ -37,7 +37,7 @@ def test_advise_prints_reasons_and_json(tmp_path, shades, capsys):
         assert saved["multilayer"]["accuracy"] == advised["measurements"]["multilayer_accuracy"]
         assert "multilayer" in names and "multilayer" in text
     else:
-        assert any(n.startswith("multilayer probe skipped: even separating") for n in saved["notes"])
+        assert any(n.startswith("multilayer probe skipped: even with a perfect multilayer measure") for n in saved["notes"])
         assert "multilayer" not in names
     assert main(["advise", "cifar_resnet20", "--random", "--data", str(shades), "--json", "--no-multilayer"]) == 0
     advice = json.loads(capsys.readouterr().out)
@@ -63,7 +63,7 @@ def test_report_on_a_folder_that_is_not_a_run(tmp_path, capsys):
 
 def test_advise_refuses_an_unknown_multilayer_setting(shades):
     from graft.errors import GraftError
-    from graft.pipeline import advise
+    from graft.api import advise
 
     with pytest.raises(GraftError, match='multilayer=True, False or "auto"'):
-        advise("cifar_resnet20", str(shades), load_kwargs={"pretrained": False}, multilayer="always")
+        advise("cifar_resnet20", str(shades), load_options={"pretrained": False}, multilayer="always")

@@ -69,7 +69,7 @@ def test_predict_on_an_unfinished_run(tmp_path, digits, capsys):
 
 
 def test_export_a_run_and_run_the_file(tmp_path, digits, capsys):
-    from graft.training import load_exported
+    from graft.export import load_exported
 
     run = tmp_path / "r"
     assert main(["fit", "cifar_resnet20", "--random", "--data", str(digits), "--strategy", "linear", "--epochs", "1",

@@ -166,6 +166,6 @@ def test_the_coral_mobilenet_says_its_batchnorm_is_empty(tmp_path):
     weights = shared_file("weights", "mobilenetv1_025_128_imagenet.timm.safetensors")
     cifar = shared_file("data", "cifar10", "cifar10_jpg_subset.npz")
     m = graft.probe(weights, cifar, layers="last", max_samples=100, input_size=(64, 64), cache_dir=tmp_path,
-                    load_kwargs={"arch": "mobilenetv1_025"})
+                    load_options={"arch": "mobilenetv1_025"})
     assert m.similarity_method == "none" and "identity statistics" in m.similarity_note
     assert m.leep is not None and m.leep < 0

@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             from graft.api import describe_data
 
             spec = describe_data(args.data, model=args.model, **_data_kwargs(args),
-                                 load_kwargs={"pretrained": False} if args.random else None)
+                                 load_options={"pretrained": False} if args.random else None)
             print(spec.to_json() if args.json else spec.render())
             return 1 if any(p.severity == "error" for p in spec.problems) else 0
         elif args.command == "pretrain":
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             extra = {"width": args.width} if args.width else {}
             backbone, history = pretrain(args.arch, args.data, args.out, epochs=args.epochs, lr=args.lr,
                                          batch_size=args.batch_size, seed=args.seed, log=show,
-                                         data_kwargs=_data_kwargs(args), **extra)
+                                         data_options=_data_kwargs(args), **extra)
             out.print(f"saved {backbone.spec.weights} ({backbone.spec.num_params:,} parameters, "
                       f"{len(backbone.spec.label_names or ())} classes)", highlight=False)
         elif args.command == "probe":
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                              input_size=tuple(args.input_size) if args.input_size else None,
                              batch_size=args.batch_size, seed=args.seed, max_samples=args.max_samples,
                              multilayer=not args.no_multilayer,
-                             load_kwargs=_load_kwargs(args), data_kwargs=_data_kwargs(args),
+                             load_options=_load_kwargs(args), data_options=_data_kwargs(args),
                              log=None if args.json else (lambda m: err.print(m, highlight=False)))
             print(measures.to_json() if args.json else measures.render(width=out.width))
             if args.out and not args.json:
@@ -277,22 +277,16 @@ def main(argv: list[str] | None = None) -> int:
                 out.print(f"epoch {r['epoch']:>3} [{r['phase']}]: loss {r['loss']:.4f}, train {r['train_accuracy']:.3f}"
                           f"{val} ({r['seconds']:.1f} s)", highlight=False, markup=False)
 
-            data_kwargs = {**_data_kwargs(args), "val_fraction": args.val, "test_fraction": args.test, "seed": args.seed}
+            data_options = {**_data_kwargs(args), "val_fraction": args.val, "test_fraction": args.test, "seed": args.seed}
             options = dict(lr=args.lr, layer_decay=args.layer_decay, batchnorm=args.batchnorm, l2sp=args.l2sp)
             common = dict(epochs=args.epochs, budget=args.budget, batch_size=args.batch_size, seed=args.seed,
                           resume=args.resume, patience=args.patience, plateau=args.plateau,
-                          load_kwargs=_load_kwargs(args), data_kwargs=data_kwargs, progress=not args.quiet,
+                          load_options=_load_kwargs(args), data_options=data_options, progress=not args.quiet,
                           target={"keep_rows": args.keep_rows, "size_mode": args.size_mode},
                           **{k: v for k, v in options.items() if v is not None})
-            if args.strategy.strip().lower() == "auto":
-                from graft.pipeline import fit_auto
-
-                record, _ = fit_auto(args.model, args.data, args.out, log=lambda m: out.print(m, highlight=False,
-                                                                                             markup=False),
-                                     epoch_log=None if args.quiet else show, **common)
-            else:
-                record = fine_tune(args.model, args.data, args.out, strategy=args.strategy,
-                                   log=None if args.quiet else show, **common)
+            record = fine_tune(args.model, args.data, args.out, strategy=args.strategy,
+                               log=lambda m: out.print(m, highlight=False, markup=False),
+                               epoch_log=None if args.quiet else show, **common)
             final = (f"{record.final_split} accuracy {record.final_accuracy:.3f}, macro-F1 {record.final_macro_f1:.3f}"
                      if record.final_accuracy is not None else "no held-out split to evaluate")
             out.print(f"{record.strategy}: {record.epochs_run} epochs{' (' + record.stopped + ')' if record.stopped else ''}"
@@ -308,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             from graft.api import predict
 
             ids, labels, probs, metrics = predict(args.run, args.data, split=args.split,
-                                                  data_kwargs={"labels": args.label_from}, out=args.out)
+                                                  data_options={"labels": args.label_from}, out=args.out)
             if metrics is not None:
                 print(metrics.render(width=out.width))
             else:
@@ -342,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                 from graft.api import load_data
 
                 data = load_data(data, labels=args.label_from, classes=_labels(args.classes))
-            plan = plan_surgery(args.model, data=data, load_kwargs=_load_kwargs(args), **fields)
+            plan = plan_surgery(args.model, data=data, load_options=_load_kwargs(args), **fields)
             print(plan.to_json() if args.json else plan.render(verbose=args.verbose, width=out.width))
     except GraftError as exc:
         err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, markup=True)

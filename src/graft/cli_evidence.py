@@ -49,12 +49,12 @@ def run_command(args: argparse.Namespace, out: Console) -> int:
 
     say = lambda message: out.print(message, highlight=False, markup=False)  # noqa: E731
     if args.command == "compare":
-        from graft.pipeline import compare
+        from graft.api import compare
 
         result = compare(args.model, args.data, args.out, strategies=args.strategies, budget=args.budget,
                          seeds=tuple(range(args.seed, args.seed + args.seeds)), batch_size=args.batch_size,
                          max_epochs=args.max_epochs, target={"keep_rows": args.keep_rows},
-                         load_kwargs=_load_kwargs(args), data_kwargs=_data(args), log=say,
+                         load_options=_load_kwargs(args), data_options=_data(args), log=say,
                          **({"lr": args.lr} if args.lr else {}))
         table = Table(title=f"{result.model} -> {result.data}: {result.budget_seconds:.0f} s in all")
         for name in ("strategy", "val", result.split or "test", "F1", "epochs", "s", "trained", "ms"):
@@ -69,14 +69,14 @@ def run_command(args: argparse.Namespace, out: Console) -> int:
                 f"inference per sample (batch 1, CPU)\nbest on validation: {result.best} (*); report: "
                 f"{args.out}/report.html")
     elif args.command == "advise":
-        from graft.pipeline import advise
+        from graft.api import advise
 
         advice = advise(args.model, args.data, out=args.out, target={"keep_rows": args.keep_rows},
-                        max_samples=args.max_samples, load_kwargs=_load_kwargs(args), data_kwargs=_data(args),
+                        max_samples=args.max_samples, load_options=_load_kwargs(args), data_options=_data(args),
                         log=None if args.json else say, multilayer=False if args.no_multilayer else "auto")
         print(advice.to_json()) if args.json else say(advice.render())
     elif args.command == "report":
-        from graft.pipeline import write_report
+        from graft.api import write_report
 
         say(f"wrote {write_report(args.run)}")
     return 0

@@ -22,7 +22,7 @@ from graft.api import fine_tune, load_model, load_run, plan_surgery
 from graft.data import load_data
 from graft.errors import GraftError
 from graft.models.trace import eval_mode
-from graft.pipeline import advise, compare
+from graft.api import advise, compare
 
 ASSETS = "assets/demo"
 

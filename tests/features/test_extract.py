@@ -224,7 +224,7 @@ def test_the_feature_set_round_trips_through_json(net, images, tmp_path):
 
 
 def test_the_api_takes_paths(pets_npz, tmp_path):
-    fs = graft.extract_features("cifar_resnet20", pets_npz, load_kwargs={"pretrained": False, "in_chans": 1},
+    fs = graft.extract_features("cifar_resnet20", pets_npz, load_options={"pretrained": False, "in_chans": 1},
                                 cache_dir=tmp_path, layers="last")
     assert fs.dims == (64,) and fs.num_samples == 12 and fs.label_names == ("dog", "lizard", "cat")
 

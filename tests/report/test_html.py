@@ -77,9 +77,9 @@ def build_run(tmp_path_factory) -> Path:
         np.savez(data, x_train=x[:60], y_train=y[:60], x_test=x[60:], y_test=y[60:], label_names=np.array(HOSTILE))
         run = base / RUN_NAME
         graft.fine_tune("cifar_resnet20", data, run, strategy="two-phase", epochs=2,
-                        load_kwargs={"pretrained": False}, progress=False)
+                        load_options={"pretrained": False}, progress=False)
         graft.probe("cifar_resnet20", data, out=run, plot=True, layers=["layer2.2", "layer3.2"], folds=2,
-                    load_kwargs={"pretrained": False})
+                    load_options={"pretrained": False})
         (run / "advice.json").write_text(json.dumps(advice_example()))
         comparison = comparison_example()
         (run / "comparison.json").write_text(json.dumps(comparison))

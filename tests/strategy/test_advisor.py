@@ -149,15 +149,15 @@ def test_a_short_budget_does_not_mark_down_a_solved_multilayer_head():
 def test_the_multilayer_probe_runs_only_where_its_candidate_could_win():
     """ResNet-20 -> CIFAR-10 at 800 per class (task 3): even a perfect multilayer probe could not catch full
     fine-tuning, so the advisor skips its time; at 8 per class (task 1) it could, so it runs."""
-    from graft.strategy.advisor import multilayer_skip_reason
+    from graft.strategy.advisor import measure_skip_reason
 
     plenty = _measures([0.5, 0.7, 0.85, 0.884, 0.884], similarity=[0.01, 0.01, 0.02, 0.02, 0.023])
-    reason = multilayer_skip_reason(plenty, samples_per_class=[800] * 10)
-    assert reason.startswith("even separating the classes perfectly, every layer at once would score")
+    reason = measure_skip_reason("multilayer", plenty, samples_per_class=[800] * 10)
+    assert reason.startswith("even with a perfect multilayer measure, multilayer would score")
     assert "against full's" in reason and "800 per class" in reason
     little = _measures([0.3, 0.6, 0.7, 0.85, 0.7], similarity=[0.1, 0.1, 0.2, 0.3, 0.37], width=0.2)
-    assert multilayer_skip_reason(little, samples_per_class=[8] * 10) is None
+    assert measure_skip_reason("multilayer", little, samples_per_class=[8] * 10) is None
     # a short budget marks the trained candidates down: the probe is worth running again
     medium = _measures([0.3, 0.5, 0.70, 0.66, 0.62], similarity=[0.1, 0.2, 0.3, 0.4, 0.5])
-    assert multilayer_skip_reason(medium, samples_per_class=[400] * 10) is not None
-    assert multilayer_skip_reason(medium, samples_per_class=[400] * 10, epochs_for=lambda name: 0) is None
+    assert measure_skip_reason("multilayer", medium, samples_per_class=[400] * 10) is not None
+    assert measure_skip_reason("multilayer", medium, samples_per_class=[400] * 10, epochs_for=lambda name: 0) is None

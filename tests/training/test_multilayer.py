@@ -37,8 +37,8 @@ def test_the_torch_narrowing_is_the_numpy_one(d, width):
 
 def test_fit_reload_predict_and_the_outputs_match_the_features(tmp_path, shades):
     out = tmp_path / "ml"
-    record = graft.fine_tune("cifar_resnet20", shades, out, strategy="multilayer", load_kwargs=RANDOM,
-                             data_kwargs={"val_fraction": 0.2}, progress=False)
+    record = graft.fine_tune("cifar_resnet20", shades, out, strategy="multilayer", load_options=RANDOM,
+                             data_options={"val_fraction": 0.2}, progress=False)
     assert record.strategy == "multilayer" and record.final_split == "test" and record.final_accuracy > 0.6
     for name in ("config.json", "plan.json", "multilayer.json", "metrics.json", "confusion.png", "model.safetensors",
                  "run.json"):
@@ -71,8 +71,8 @@ def test_fit_reload_predict_and_the_outputs_match_the_features(tmp_path, shades)
 def test_a_multilayer_run_exports_and_the_file_matches(tmp_path, shades):
     pytest.importorskip("onnx")
     out = tmp_path / "ml"
-    graft.fine_tune("cifar_resnet20", shades, out, strategy="multilayer", load_kwargs=RANDOM,
-                    data_kwargs={"val_fraction": 0.2}, progress=False)
+    graft.fine_tune("cifar_resnet20", shades, out, strategy="multilayer", load_options=RANDOM,
+                    data_options={"val_fraction": 0.2}, progress=False)
     report = export_run(out, "onnx")  # verified by running the written file against the network
     assert (out / "model.onnx").is_file() and report.max_abs_diff < 1e-3
 
@@ -102,10 +102,10 @@ def test_the_fit_command_with_the_multilayer_strategy(tmp_path, shades, capsys):
 
 
 def test_compare_runs_multilayer_beside_the_other_strategies(tmp_path, shades):
-    from graft.pipeline import compare
+    from graft.api import compare
 
     result = compare("cifar_resnet20", shades, tmp_path / "cmp", strategies="linear,multilayer", budget=30,
-                     max_epochs=2, load_kwargs=RANDOM, data_kwargs={"val_fraction": 0.2})
+                     max_epochs=2, load_options=RANDOM, data_options={"val_fraction": 0.2})
     assert [e["strategy"] for e in result.strategies] == ["linear", "multilayer"] and not result.dropped
     run = result.strategies[1]["runs"][0]
     assert run["epochs"] == 1 and run["latency_ms"] > 0 and 0 <= run["test_accuracy"] <= 1

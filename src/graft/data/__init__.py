@@ -4,9 +4,9 @@ from graft.data.arrays import channels_first, normalize_series, pad_sequences, w
 from graft.data.audio import AudioFeatures
 from graft.data.build import describe_data, load_data
 from graft.data.dataset import ArrayDataset, Data, ImageFileDataset
+from graft.data.options import DataOptions
 from graft.data.problems import Problem
-from graft.data.spec import DatasetSpec, describe_dataset, load_arrays
+from graft.data.spec import DatasetSpec
 
-__all__ = ["ArrayDataset", "AudioFeatures", "Data", "DatasetSpec", "ImageFileDataset", "Problem", "channels_first",
-           "describe_data", "describe_dataset", "load_arrays", "load_data", "normalize_series", "pad_sequences",
-           "windows"]
+__all__ = ["ArrayDataset", "AudioFeatures", "Data", "DataOptions", "DatasetSpec", "ImageFileDataset", "Problem",
+           "channels_first", "describe_data", "load_data", "normalize_series", "pad_sequences", "windows"]

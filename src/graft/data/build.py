@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 import numpy as np
 
-from graft.data.audio import AudioFeatures
 from graft.data.checks import check_labels, duplicates_across, fingerprint, make_splits, non_finite
 from graft.data.dataset import ArrayDataset, Data, ImageFileDataset
 from graft.data.options import DataOptions

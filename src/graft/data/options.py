@@ -8,9 +8,11 @@ through JSON, so a run folder can record how its data was read.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import numbers
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from graft.data.arrays import LAYOUTS
 from graft.data.audio import AudioFeatures
 from graft.errors import DataError
 from graft.jsonable import JsonSerializable
@@ -25,7 +27,25 @@ def _names(value, what: str) -> tuple[str, ...] | None:
         return None
     if isinstance(value, str):
         raise DataError(f"{what} as a list of names", f"the string {value!r}", f"pass {what}=[{value!r}, ...]")
+    if not isinstance(value, Iterable):
+        raise DataError(f"{what} as a list of names", f"{type(value).__name__}: {value!r}"[:200],
+                        f"pass {what}=['a', 'b', ...]")
     return tuple(map(str, value))
+
+
+def _integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _image_size(value) -> tuple[int, int] | None:
+    """``image_size`` as (height, width): one integer means a square; numpy integers become ints."""
+    if value is None:
+        return None
+    size = (value, value) if _integer(value) else tuple(value) if isinstance(value, Iterable) else None
+    if size is None or len(size) != 2 or not all(_integer(v) and v >= 1 for v in size):
+        raise DataError("image_size as (height, width), two positive integers", repr(value),
+                        "for example image_size=(32, 32)")
+    return int(size[0]), int(size[1])
 
 
 @dataclass(frozen=True)
@@ -69,18 +89,32 @@ class DataOptions(JsonSerializable):
         if self.label_names is not None and not self.label_names:
             raise DataError("at least one name in label_names", "an empty list",
                             "leave label_names out to take them from the data")
-        if isinstance(self.image_size, int) and not isinstance(self.image_size, bool):
-            set_("image_size", (self.image_size, self.image_size))
-        elif self.image_size is not None:
-            set_("image_size", tuple(self.image_size))
+        if self.classes is not None and not self.classes:
+            raise DataError("at least one class in classes", "an empty list", "leave classes out to keep them all")
+        set_("image_size", _image_size(self.image_size))
         if self.audio is None:
             set_("audio", AudioFeatures())
         elif isinstance(self.audio, dict):
             set_("audio", AudioFeatures.from_dict(self.audio))
+        elif not isinstance(self.audio, AudioFeatures):
+            raise DataError("audio as AudioFeatures(...) or a dict of its fields", repr(self.audio)[:200],
+                            "for example audio=AudioFeatures(kind='mfcc')")
         for what in ("val_fraction", "test_fraction"):
             value = getattr(self, what)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
                 raise DataError(f"{what} between 0 and 1 (exclusive)", repr(value), "for example 0.2")
+            set_(what, float(value))  # numpy scalars too: the JSON form holds plain numbers
+        if not _integer(self.seed) or not 0 <= self.seed < 2**32:
+            raise DataError("seed as an integer between 0 and 2**32 - 1", repr(self.seed), "for example seed=0")
+        set_("seed", int(self.seed))
+        if self.layout not in LAYOUTS:
+            raise DataError(f"a layout among {LAYOUTS}", repr(self.layout), "NHWC for (N, H, W, C) images, NLC for "
+                            "(N, length, channels) series, NF for tables")
+        if self.feature_axis is not None:
+            if not _integer(self.feature_axis):
+                raise DataError("feature_axis as an integer (an axis of the samples, channels first)",
+                                repr(self.feature_axis), "for example feature_axis=0 for named channels")
+            set_("feature_axis", int(self.feature_axis))
         if self.val_fraction + self.test_fraction >= 1:
             raise DataError("val_fraction + test_fraction below 1", f"{self.val_fraction} + {self.test_fraction}",
                             "leave some samples for training")

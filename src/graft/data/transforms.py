@@ -77,6 +77,18 @@ class Preprocess(nn.Module):
         return f"mean={m}, std={s}, size={self.size}"
 
 
+class BatchPreprocess(nn.Module):
+    """``prep`` applied to whole batches (N, C, ...), as a module: put in front of a network, it takes inputs as
+    graft's loaders give them (evaluation, export)."""
+
+    def __init__(self, prep: Preprocess):
+        super().__init__()
+        self.prep = prep
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.prep.batch(x)
+
+
 class Jitter(nn.Module):
     """Add Gaussian noise with standard deviation ``sigma`` (Um et al. 2017)."""
 

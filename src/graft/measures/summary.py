@@ -215,7 +215,7 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
         raise GraftError("at least one layer to measure", "none", "tap at least one layer")
     if not (isinstance(multilayer, bool) or callable(multilayer)):
         raise GraftError("multilayer=True, False or a callable that decides from the per-layer measures",
-                         repr(multilayer), "pass one of them (graft.pipeline.advise takes \"auto\")")
+                         repr(multilayer), "pass one of them (graft.advise takes \"auto\")")
     missing = [name for name in layers if name not in train_features]
     if missing:
         raise GraftError("features for every layer", f"none for {missing}", "extract them first")

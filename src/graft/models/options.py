@@ -8,6 +8,8 @@ through JSON (a state dict passed as ``weights`` does not: pass a file for that)
 from __future__ import annotations
 
 import dataclasses
+import numbers
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
@@ -16,8 +18,30 @@ from graft.jsonable import JsonSerializable
 from graft.validation import suggest
 
 
-def _floats(value) -> tuple[float, ...] | None:
-    return None if value is None else tuple(float(v) for v in value)
+def _integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _floats(value, what: str) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise GraftError(f"{what} as one number per input channel", repr(value)[:200],
+                         f"for example {what}=(0.5, 0.5, 0.5)")
+    values = tuple(value)
+    if not values or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+        raise GraftError(f"{what} as one number per input channel", repr(value)[:200],
+                         f"for example {what}=(0.5, 0.5, 0.5)")
+    return tuple(float(v) for v in values)
+
+
+def _flag(value, what: str, optional: bool = False) -> bool | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, bool) and type(value).__name__ != "bool_":  # numpy booleans too
+        raise GraftError(f"{what} as True or False" + (" (or None)" if optional else ""), repr(value)[:200],
+                         f"for example {what}=False")
+    return bool(value)
 
 
 def _strings(value, what: str) -> tuple[str, ...] | None:
@@ -62,20 +86,35 @@ class LoadOptions(JsonSerializable):
             set_("weights", str(self.weights))
         for what in ("label_names", "blocks", "taps", "feature_names"):
             set_(what, _strings(getattr(self, what), what))
-        set_("mean", _floats(self.mean))
-        set_("std", _floats(self.std))
+        set_("mean", _floats(self.mean, "mean"))
+        set_("std", _floats(self.std, "std"))
         if self.input_size is not None:
-            size = (self.input_size,) if isinstance(self.input_size, int) else tuple(self.input_size)
-            if not size or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size):
+            size = ((self.input_size,) if _integer(self.input_size) else
+                    tuple(self.input_size) if isinstance(self.input_size, Iterable) else None)
+            if not size or any(not _integer(v) or v < 1 for v in size):
                 raise GraftError("input_size as positive integers (H, W) or (L,)", repr(self.input_size),
                                  "for example input_size=(32, 32)")
-            set_("input_size", size)
-        if self.num_classes is not None and (isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int)
-                                             or self.num_classes < 1):
-            raise GraftError("num_classes as a positive integer", repr(self.num_classes), "for example num_classes=10")
+            set_("input_size", tuple(int(v) for v in size))  # numpy integers too: the JSON form holds plain ones
+        if self.num_classes is not None:
+            if not _integer(self.num_classes) or self.num_classes < 1:
+                raise GraftError("num_classes as a positive integer", repr(self.num_classes),
+                                 "for example num_classes=10")
+            set_("num_classes", int(self.num_classes))
+        if self.feature_axis is not None:
+            if not _integer(self.feature_axis):
+                raise GraftError("feature_axis as an integer (an axis of the input, channels first)",
+                                 repr(self.feature_axis), "for example feature_axis=0 for named channels")
+            set_("feature_axis", int(self.feature_axis))
+        set_("strict", _flag(self.strict, "strict"))
+        set_("pretrained", _flag(self.pretrained, "pretrained", optional=True))
         if not isinstance(self.build, dict):
             raise GraftError("build as a dict of architecture arguments", type(self.build).__name__,
                              "for example build={'width': 16}")
+        shadowed = sorted(k for k in self.build if k in {f.name for f in dataclasses.fields(self)})
+        if shadowed:  # load_arguments would let build's value win over the field's, silently
+            raise GraftError("build holding only the architecture's own arguments",
+                             f"build keys that are load options: {shadowed}",
+                             "pass them as options: " + ", ".join(f"{k}=..." for k in shadowed))
 
     @classmethod
     def coerce(cls, options: LoadOptions | dict | None = None, **overrides) -> LoadOptions:

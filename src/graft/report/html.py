@@ -19,7 +19,7 @@ from pathlib import Path
 
 from graft.errors import GraftError
 from graft.report.markup import STYLE, _escape, _format, _Html, _image, _items, _pairs, _table, _warnings
-from graft.strategy.spec import DESCRIPTIONS
+from graft.strategy.registry import registered_strategies
 
 ARTIFACTS = ("config.json", "run.json", "plan.json", "history.jsonl", "metrics.json", "measures.json", "advice.json",
              "comparison.json")
@@ -43,10 +43,16 @@ def _relative(path, run) -> str:
         return str(path)
 
 
+def _description(name: str | None) -> str:
+    """The registered description of the strategy a run used ('' for one this graft does not know)."""
+    definition = registered_strategies().get(name or "")
+    return definition.description if definition else ""
+
+
 def _strategy_label(strategy) -> str | None:
     if isinstance(strategy, dict):
         name = strategy.get("name")
-        return f"{name}:{strategy['k']}" if name == "partial" and strategy.get("k") else name
+        return f"{name}:{strategy['k']}" if strategy.get("k") else name
     return strategy
 
 
@@ -310,7 +316,7 @@ def _model_card(run: _RunFolder) -> str:
         ("starting weights (digest)", config.get("start_weights")),
         ("surgery", "; ".join(f"{s.get('kind')}: {s.get('summary')}" for s in plan.get("steps") or [])),
         ("what was transferred", transferred),
-        ("training", f"{label}: {DESCRIPTIONS.get(name, '')}".rstrip(": ") if label else None),
+        ("training", f"{label}: {_description(name)}".rstrip(": ") if label else None),
         ("frozen and trained", frozen), ("strategy options", options),
         ("epochs", f"{_format(record.get('epochs_run'))} of {_format(record.get('epochs'))} run in "
                    f"{_format(record.get('seconds'), 1)} s" if record else config.get("epochs")),

@@ -25,15 +25,18 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from typing import TYPE_CHECKING
+
 from graft.errors import GraftError
 from graft.jsonable import JsonSerializable
-from graft.measures.summary import Measures
+from graft.strategy.registry import registered_strategies
+
+if TYPE_CHECKING:
+    from graft.measures.summary import Measures
 
 FAR_SHIFT = 1.0  # a BN shift of 1 (means a source standard deviation apart) counts as far from the source
 ENOUGH_EPOCHS = 6  # a strategy that affords fewer epochs in the budget left for the fit is marked down
 SHORT_PENALTY = 0.3  # by this much when it affords none, linearly less up to ENOUGH_EPOCHS
-SOLVED = ("linear", "multilayer")  # heads solved in one pass: no epochs to run short of
-MULTILAYER_GAIN = 1.0  # the multilayer candidate gains this times its quality over the best single layer
 
 
 @dataclass(frozen=True)
@@ -104,28 +107,46 @@ def _signals(measures: Measures, samples_per_class: Sequence[int]) -> Signals:
                    every_quality)
 
 
-def _multilayer_score(s: Signals, multilayer_quality: float) -> float:
-    return 0.52 + 0.10 * s.distance - 0.40 * s.size + MULTILAYER_GAIN * max(0.0, multilayer_quality - s.quality)
-
-
-def multilayer_skip_reason(measures: Measures, *, samples_per_class: Sequence[int] = (),
-                           blocks: Sequence[str] | None = None, margin: float = 0.05,
-                           epochs_for: Callable[[str], int] | None = None) -> str | None:
-    """Whether the multilayer probe is worth running, from the per-layer measures: ``None`` when the multilayer
-    candidate could still come within ``margin`` of the best other candidate, else the reason to skip it. Its
-    score rises with the quality every layer adds over the best single one, which is at most ``1 - quality``
-    (every layer together separating the classes perfectly); when even that leaves it ``margin`` behind, the
-    probe cannot change the advice (bench/advisor_probe_cost.py: it is most of the advice's time on the larger
-    tasks)."""
-    per_layer = replace(measures, multilayer=None)
+def measure_skip_reason(measure: str, measures: Measures, *, samples_per_class: Sequence[int] = (),
+                        blocks: Sequence[str] | None = None, margin: float = 0.05,
+                        epochs_for: Callable[[str], int] | None = None) -> str | None:
+    """Whether the optional probe measurement ``measure`` (such as ``multilayer``: every layer at once) is worth
+    taking, from the per-layer measures: ``None`` when a strategy whose prior needs it could still come within
+    ``margin`` of the best other candidate, else the reason to skip it. Each such strategy registers a
+    ``ceiling``, the most its prior can give when the measure comes out perfect; when even that leaves it
+    ``margin`` behind, the measurement cannot change the advice (bench/advisor_probe_cost.py: it is most of the
+    advice's time on the larger tasks)."""
+    per_layer = replace(measures, **{measure: None})
     s = _signals(per_layer, samples_per_class)
     others = advise(per_layer, samples_per_class=samples_per_class, blocks=blocks, margin=margin,
                     epochs_for=epochs_for).candidates[0]
-    ceiling = _multilayer_score(s, 1.0)
+    needing = [d for d in registered_strategies().values() if d.measure == measure and d.prior is not None]
+    ceilings = {d.name: d.ceiling(s) for d in needing}
+    if not ceilings:
+        return f"no registered strategy needs the {measure} measure"
+    name, ceiling = max(ceilings.items(), key=lambda kv: kv[1])
     if ceiling > others["score"] - margin:
         return None
-    return (f"even separating the classes perfectly, every layer at once would score {ceiling:.2f} against "
+    return (f"even with a perfect {measure} measure, {name} would score {ceiling:.2f} against "
             f"{others['strategy']}'s {others['score']:.2f} ({s.per_class:.0f} per class)")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a strategy's prior sees besides the signals: the layers, the best one, the blocks above it."""
+
+    measures: Measures
+    best_name: str
+    above: tuple[str, ...]
+    num_layers: int
+
+    @property
+    def k(self) -> int:
+        return max(1, len(self.above))
+
+    @staticmethod
+    def pct(value: float) -> str:
+        return f"{100 * value:.0f} %"
 
 
 def _scenario(s: Signals) -> str:
@@ -148,48 +169,20 @@ def advise(measures: Measures, *, samples_per_class: Sequence[int] = (), blocks:
     # the blocks above the best probe layer (in the trainer's block list) are the ones to fine-tune
     # (when the top loses nothing against the best layer, the top block alone)
     above = names[names.index(best_name) + 1:] if best_name in names and s.drop > 0 else names[-1:]
-    k = max(1, len(above))
-    pct = lambda v: f"{100 * v:.0f} %"  # noqa: E731
+    evidence = Evidence(measures, best_name, tuple(above), len(measures.layers))
+    definitions = registered_strategies()
     cands: list[tuple[str, float, str]] = []
-    # The weights were refit in November 2026 on the tasks of bench/advisor_regret.py (BENCHMARKS.md), where
-    # full fine-tuning was best or within a point on most tasks, even at 8 samples per class: fine-tuning is the
-    # default; a linear head only when the features already separate the classes nearly perfectly; partial:K
-    # when the top blocks lose accuracy against a lower one; scratch when the features are useless and data is
-    # plentiful.
-    cands.append(("linear", 0.75 - 1.5 * (1 - s.quality) - 0.20 * s.size,
-                  f"features separate the classes ({pct(s.quality)} of the way from chance to perfect) and "
-                  f"{s.per_class:.0f} samples per class is little to fine-tune on" if s.size < 0.5 and s.quality > 0.9
-                  else f"a linear head on frozen features is cheapest, but these features are only {pct(s.quality)} "
-                       "of the way from chance to perfect: fine-tuning has room to gain"))
-    cands.append((f"partial:{k}", 0.50 + 0.30 * s.drop,
-                  f"the best probe layer is {best_name} ({s.best_index + 1} of {len(measures.layers)}); the "
-                  f"{k} block{'s' if k > 1 else ''} above it {('lose' if k > 1 else 'loses') if s.drop > 0 else ('add' if k > 1 else 'adds') + ' little'} accuracy: "
-                  f"fine-tune {', '.join(above[:4])}{' ...' if len(above) > 4 else ''}, lower rates for lower blocks"))
-    cands.append(("lp-ft", 0.50 + 0.15 * s.quality + 0.10 * s.size,
-                  "a solved linear head first keeps fine-tuning from distorting good features"))
-    cands.append(("full", 0.60 + 0.20 * s.size + 0.10 * s.distance,
-                  f"{s.per_class:.0f} samples per class and a {'far' if s.distance > 0.5 else 'near'} domain: "
-                  "every block can adapt (on the benchmark tasks, fine-tuning everything won even with little data)"))
-    if s.multilayer_quality is not None:
-        # every layer at once (a solved head on selected features of every layer, one pass). On bench/advisor_regret.py
-        # it was the best strategy on one of three tasks at 8 per class, the one where the lower layers added the
-        # most over the best single layer, and behind fine-tuning on every larger task: it needs little data and
-        # lower layers that carry what the top ones miss
-        gain = max(0.0, s.multilayer_quality - s.quality)
-        every = measures.multilayer
-        cands.append(("multilayer", _multilayer_score(s, s.multilayer_quality),
-                      f"every layer at once reaches {every['accuracy']:.3f} on {every['evaluated_on']} "
-                      f"({every['kept']} features from {sum(1 for v in every['selected'].values() if v)} layers): "
-                      f"{100 * gain:.0f} points of quality over the best single layer; one pass, nothing trained"
-                      + ("" if s.size < 0.35 else ", but with this much data fine-tuning usually does better")))
-    cands.append(("scratch", -0.20 + 0.50 * s.size + 0.60 * (1 - s.quality),
-                  "pretrained features help little here and there is data enough to learn its own"
-                  if s.quality < 0.3 and s.size > 0.8 else "the control: pretrained features usually win"))
+    kind: dict[str, object] = {}
+    for definition in definitions.values():
+        proposed = definition.prior(s, evidence) if definition.prior is not None else None
+        if proposed is not None:
+            cands.append(proposed)
+            kind[proposed[0]] = definition
     affordable = {}
     if epochs_for is not None:
         for i, (name, score, why) in enumerate(cands):
             epochs = affordable[name] = int(epochs_for(name))
-            if epochs < ENOUGH_EPOCHS and name not in SOLVED:
+            if epochs < ENOUGH_EPOCHS and not kind[name].solved:
                 cut = SHORT_PENALTY * (1 - epochs / ENOUGH_EPOCHS)
                 cands[i] = (name, score - cut, f"{why}; but the budget left affords only {epochs} epoch"
                             f"{'s' if epochs != 1 else ''} of it, too few to adapt (-{cut:.2f})")
@@ -202,8 +195,9 @@ def advise(measures: Measures, *, samples_per_class: Sequence[int] = (), blocks:
                f"distance from the source: {s.distance_source}",
                f"data: {s.per_class:.0f} samples per class (the smallest class), {len(measures.label_names)} classes"]
     options = {"lr": lr} if lr is not None else {}
-    unfreeze = tuple(above) if chosen.startswith("partial") else tuple(names) if chosen in ("full", "lp-ft", "scratch") else ()
-    return Advice(chosen, options, best_name if chosen == "linear" else None, unfreeze, _scenario(s), tuple(reasons),
+    rule = kind[chosen].unfreeze
+    unfreeze = tuple(above) if rule == "above" else tuple(names) if rule == "all" else ()
+    return Advice(chosen, options, best_name if kind[chosen].tap_layer else None, unfreeze, _scenario(s), tuple(reasons),
                   tuple({"strategy": n, "score": round(v, 3), "why": w} for n, v, w in ranked), ambiguous,
                   {"train_samples": measures.num_train, "classes": len(measures.label_names),
                    "samples_per_class_min": s.per_class, "best_layer": best_name,

@@ -2,7 +2,8 @@
 
 A strategy compiles into phases (:func:`phases`): which blocks train, at which learning rates, for how many
 epochs, with BatchNorm frozen or adapting. The trainer (training/engine.py) runs phases and knows nothing
-about strategies.
+about strategies. Which names exist, and what each compiles to, is the registry's (strategy/registry.py):
+every strategy is one module of ``graft/strategy/builtin/``.
 """
 
 from __future__ import annotations
@@ -12,21 +13,7 @@ from dataclasses import dataclass, field
 
 from graft.errors import GraftError
 from graft.jsonable import JsonSerializable
-
-STRATEGIES = ("linear", "partial", "lp-ft", "full", "two-phase", "gradual", "scratch", "adapter-warmup", "multilayer")
-DESCRIPTIONS = {
-    "linear": "only the head, the body frozen: a logistic regression on the features, solved by L-BFGS",
-    "partial": "fine-tune the top K blocks and the head, the rest frozen",
-    "lp-ft": "a linear probe fit to convergence (L-BFGS) first, then fine-tune everything from that head as "
-             "'full' does (Kumar et al. 2022)",
-    "full": "fine-tune everything, lower learning rates for lower blocks (layer-wise decay), warm-up",
-    "two-phase": "frozen body + head for a few epochs, then everything at a 10x smaller learning rate",
-    "gradual": "unfreeze one block at a time from the top (ULMFiT's gradual unfreezing)",
-    "scratch": "the same architecture, randomly initialized, trained with the same budget (the control)",
-    "adapter-warmup": "the surgery's new input layers and the head first (body frozen), then everything",
-    "multilayer": "a linear head on selected features of every layer, solved; the network runs only up to the "
-                  "deepest layer kept (Head2Toe, Evci et al. 2022)",
-}
+from graft.strategy.registry import get_strategy, registered_strategies, strategy_names
 
 
 @dataclass(frozen=True)
@@ -60,11 +47,11 @@ class Strategy(JsonSerializable):
     label_smoothing: float = 0.0
 
     def __post_init__(self):
-        if self.name not in STRATEGIES:
-            raise GraftError(f"a strategy among {', '.join(STRATEGIES)}", repr(self.name),
-                             "for example 'full', 'partial:2', 'lp-ft'")
-        if self.name == "partial" and (self.k is None or self.k < 1):
-            raise GraftError("partial:K with K >= 1 blocks to fine-tune", repr(self.k), "for example partial:2")
+        definition = get_strategy(self.name)
+        if definition.takes_k and (self.k is None or isinstance(self.k, bool) or self.k < 1):
+            raise GraftError(f"{self.name}:K with K >= 1 blocks to fine-tune", repr(self.k), f"for example {self.name}:2")
+        if not definition.takes_k and self.k is not None:
+            raise GraftError(f"{self.name} without a number of blocks (k)", repr(self.k), "leave k out")
         checks = [("lr", self.lr > 0 and math.isfinite(self.lr)), ("layer_decay", 0 < self.layer_decay <= 1),
                   ("warmup_epochs", self.warmup_epochs >= 0), ("first_fraction", 0 < self.first_fraction < 1),
                   ("second_lr_factor", self.second_lr_factor >= 1), ("l2sp", self.l2sp >= 0),
@@ -81,33 +68,46 @@ class Strategy(JsonSerializable):
 
     @property
     def label(self) -> str:
-        return f"partial:{self.k}" if self.name == "partial" else self.name
+        return f"{self.name}:{self.k}" if self.k is not None else self.name
+
+    @property
+    def definition(self):
+        """The registry's :class:`~graft.strategy.registry.StrategyDefinition` of this strategy."""
+        return get_strategy(self.name)
 
     def describe(self) -> str:
-        return f"{self.label}: {DESCRIPTIONS[self.name]}"
+        return f"{self.label}: {self.definition.description}"
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """The config of the strategy ``data["name"]`` (its registered config class), from :meth:`to_dict`."""
+        config = get_strategy(data.get("name", "")).config or Strategy
+        return JsonSerializable.from_dict.__func__(config, data)
+
+
+def describe_strategies() -> dict[str, str]:
+    """``{name as written: description}`` of every registered strategy."""
+    return {label: d.description for label, d in zip(strategy_names(), registered_strategies().values())}
 
 
 def parse_strategy(text: str | Strategy, **overrides) -> Strategy:
-    """``"full"``, ``"partial:2"``, ``"lp-ft"``... -> :class:`Strategy` (keyword arguments override defaults)."""
+    """``"full"``, ``"partial:2"``, ``"lp-ft"``... -> the strategy's config (keyword arguments override defaults)."""
     if isinstance(text, Strategy):
-        return Strategy(**{**text.to_dict(), **overrides}) if overrides else text
+        return type(text)(**{**text.__dict__, **overrides}) if overrides else text
     if not isinstance(text, str) or not text.strip():
-        raise GraftError(f"a strategy name among {', '.join(STRATEGIES)}", repr(text), "for example 'full'")
-    name, _, arg = text.strip().lower().partition(":")
+        raise GraftError(f"a strategy name among {', '.join(strategy_names())}", repr(text), "for example 'full'")
+    name, colon, arg = text.strip().lower().partition(":")
+    definition = get_strategy(name)
     k = None
-    if name == "partial":
+    if definition.takes_k:
         if not arg.strip().isdigit():
-            raise GraftError("partial:K with K a number of top blocks", repr(text), "for example partial:2")
+            raise GraftError(f"{name}:K with K a number of top blocks", repr(text), f"for example {name}:2")
         k = int(arg)
-    elif arg:
-        raise GraftError(f"{name} without a ':' argument (only partial:K takes one)", repr(text), f"use {name!r}")
-    if name not in STRATEGIES:
-        from graft.validation import suggest
-
-        near = suggest(name, STRATEGIES)
-        raise GraftError(f"a strategy among {', '.join(STRATEGIES)}", repr(text),
-                         f"did you mean {near}?" if near else "for example 'full'")
-    return Strategy(name=name, k=k, **overrides)
+    elif colon:
+        raise GraftError(f"{name} without a ':' argument (only {', '.join(n for n in strategy_names() if ':' in n)} "
+                         "take one)", repr(text), f"use {name!r}")
+    config = definition.config or Strategy
+    return config(name=name, k=k, **overrides)
 
 
 @dataclass(frozen=True)
@@ -128,58 +128,24 @@ class Phase(JsonSerializable):
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def _split(epochs: int, fraction: float) -> tuple[int, int]:
+def split_epochs(epochs: int, fraction: float) -> tuple[int, int]:
+    """Epochs of a first and a second phase: ``fraction`` of them first, at least one each."""
     first = max(1, min(epochs - 1, round(epochs * fraction)))
     return first, epochs - first
+
+
+def decayed(strategy: Strategy, blocks: list[int], base: float, num_blocks: int) -> tuple[float, ...]:
+    """Learning rates of ``blocks``: ``base`` at the top block, ``layer_decay`` times less per block below."""
+    top = num_blocks - 1
+    return tuple(base * strategy.layer_decay ** (top - b) for b in blocks)
 
 
 def phases(strategy: Strategy, num_blocks: int, epochs: int, has_adapter: bool = False) -> tuple[Phase, ...]:
     """The phases ``strategy`` runs on a backbone of ``num_blocks`` blocks for ``epochs`` epochs in all."""
     if epochs < 1:
         raise GraftError("epochs >= 1", repr(epochs), "pass epochs=1 or more")
-    s, lr, top = strategy, strategy.lr, num_blocks - 1
-    head = (-1,)
-
-    def decayed(blocks: list[int], base: float) -> tuple[float, ...]:
-        return tuple(base * s.layer_decay ** (top - b) for b in blocks)
-
-    every = list(range(num_blocks))
-    if s.name == "linear":
-        # a linear head on the frozen features, fit to convergence in one pass (L-BFGS; SGD epochs when the head
-        # is not a Linear layer: the Trainer falls back and keeps the epochs)
-        return (Phase("head (solved, body frozen)", epochs, head, (lr,), solve_head=True),)
-    if s.name == "multilayer":  # priced as one pass over each split; graft.training.multilayer fits it
-        return (Phase("every layer, selected (solved, body frozen)", 1, head, (lr,), solve_head=True),)
-    if s.name == "partial":
-        if s.k > num_blocks:
-            raise GraftError(f"partial:K with K at most the {num_blocks} blocks of this network", f"partial:{s.k}",
-                             f"use partial:{num_blocks} (every block) or 'full'")
-        blocks = every[num_blocks - s.k:]
-        return (Phase(f"top {s.k} blocks + head", epochs, (*blocks, -1), (*decayed(blocks, lr), lr)),)
-    if s.name in ("full", "scratch"):
-        if s.name == "scratch":
-            return (Phase("everything from random weights", epochs, (-2, *every, -1), (lr,) * (num_blocks + 2),
-                          reinitialize=True),)
-        return (Phase("everything", epochs, (-2, *every, -1), (lr, *decayed(every, lr), lr)),)
-    if epochs < 2:
-        raise GraftError(f"at least 2 epochs for {s.label} (two phases)", f"{epochs}", "pass epochs=2 or more")
-    first, second = _split(epochs, s.first_fraction)
-    low = lr / s.second_lr_factor
-    if s.name == "lp-ft":
-        # Kumar et al. 2022: a converged linear probe (not a few SGD epochs of it), then fine-tune everything from
-        # that head, here with full's recipe (layer-wise decay, warm-up, cosine): the head no longer starts random
-        return (Phase("linear probe (solved, body frozen)", 1, head, (lr,), solve_head=True, adapt_batchnorm=True),
-                Phase("everything", epochs - 1, (-2, *every, -1), (lr, *decayed(every, lr), lr)))
-    if s.name == "two-phase":
-        return (Phase("head (body frozen)", first, head, (lr,)),
-                Phase("everything", second, (-2, *every, -1), (low, *decayed(every, low), low)))
-    if s.name == "adapter-warmup":
-        if not has_adapter:
-            raise GraftError("adapter-warmup on a network with new input layers from the surgery plan",
-                             "a network without them", "use 'two-phase' instead, or plan with size_mode='adapter'")
-        return (Phase("input adapter + head (body frozen)", first, (-2, -1), (lr, lr)),
-                Phase("everything", second, (-2, *every, -1), (low, *decayed(every, low), low)))
-    # gradual: the head first, then one more block from the top every few epochs, all at the low rate
-    per = max(1, math.ceil(epochs / (num_blocks + 1)))
-    return (Phase("head, then one block more at a time", epochs, (-2, *every, -1), (low, *decayed(every, low), lr),
-                  unfreeze_every=per),)
+    definition = strategy.definition
+    if epochs < definition.least_epochs:
+        raise GraftError(f"at least {definition.least_epochs} epochs for {strategy.label} (two phases)", f"{epochs}",
+                         f"pass epochs={definition.least_epochs} or more")
+    return tuple(definition.compile(strategy, num_blocks, epochs, has_adapter))

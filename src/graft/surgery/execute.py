@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from graft.models.backbone import BackboneSpec
+from graft.errors import GraftError
+from graft.models.backbone import Backbone, BackboneSpec, describe
 from graft.surgery.modules import FeatureAlign, GraftedNet, LearnedInputAdapter, PadCrop, Resize, SpatialPoolLinear
 from graft.surgery.ops import add_zero_channels, adapt_input_channels, remap_rows, to_one_channel_normalized
-from graft.surgery.plan import Step
 
 
 @dataclass
@@ -103,8 +103,8 @@ def _channels(body: nn.Module, p: dict, ex: Executed) -> None:
     ex.touched[f"{name}.weight"] = ("resized", how, f"{name}.weight")
 
 
-def execute(module: nn.Module, spec: BackboneSpec, steps: tuple[Step, ...], seed: int) -> Executed:
-    """Apply ``steps`` to ``module`` (modified in place; pass a copy to keep the original)."""
+def execute(module: nn.Module, spec: BackboneSpec, steps: tuple, seed: int) -> Executed:
+    """Apply ``steps`` (the plan's :class:`~graft.surgery.plan.Step` tuple) to ``module`` (modified in place; pass a copy to keep the original)."""
     gen = torch.Generator().manual_seed(seed)
     ex = Executed(module, head=spec.head.name, first_layer=spec.first_layer)
     body, input_layer, new_head = module, None, None
@@ -178,3 +178,42 @@ def execute(module: nn.Module, spec: BackboneSpec, steps: tuple[Step, ...], seed
         ex.head = "head" if ex.stop_at is not None else "body." + ex.head
         ex.first_layer = "body." + ex.first_layer
     return ex
+
+
+def apply_surgery(backbone: Backbone, plan, *, inplace: bool = False) -> Backbone:
+    """Carry out ``plan`` on ``backbone``; returns the new Backbone (its ``.plan`` is ``plan``).
+
+    With ``inplace=False`` (the default) the original network is left untouched and the result is a copy;
+    with ``inplace=True`` the original module's layers are replaced where it stands (less memory).
+    """
+    src, spec = plan.source, backbone.spec
+    if (spec.name, spec.head, spec.first_layer, spec.num_params) != (src.name, src.head, src.first_layer, src.num_params):
+        raise GraftError(
+            f"the network the plan was made for ({src.name}, {src.num_params:,} parameters, head "
+            f"{src.head.name} -> {src.head.num_classes})",
+            f"{spec.name} ({spec.num_params:,} parameters, head {spec.head.name} -> {spec.head.num_classes})",
+            "make a new plan for this network: graft.plan_surgery(backbone, target)",
+        )
+    module = backbone.module if inplace else copy.deepcopy(backbone.module)
+    ex = execute(module, src, plan.steps, plan.target.seed)
+    blocks = [b.name for b in src.blocks]
+    if ex.stop_at is not None:
+        blocks = blocks[: blocks.index(ex.stop_at) + 1]
+    blocks = [ex.prefix + b for b in blocks]
+    if isinstance(getattr(ex.module, "input_layer", None), nn.Module) and any(
+            True for _ in ex.module.input_layer.parameters()):
+        blocks = ["input_layer", *blocks]
+    res = plan.result_input
+    new_spec = describe(
+        ex.module, name=src.name, origin=src.origin, weights=src.weights, blocks=blocks,
+        head=ex.head, first_layer=ex.first_layer, in_chans=res.channels, input_size=res.size or None, mean=res.mean, std=res.std,
+        feature_names=res.feature_names, feature_axis=res.feature_axis,
+        label_names=plan.result_labels,
+        notes=(f"grafted from {src.name}: " + "; ".join(s.kind for s in plan.steps),) if plan.steps else (),
+    )
+    out = Backbone(ex.module, new_spec)
+    out.plan = plan
+    # a network grafted twice (a finished run continued on new data) keeps every plan, oldest first
+    earlier = getattr(backbone, "plans", None) or ((backbone.plan,) if getattr(backbone, "plan", None) else ())
+    out.plans = (*earlier, plan)
+    return out

@@ -14,6 +14,7 @@ from typing import Any
 from graft.errors import GraftError, LabelError
 from graft.jsonable import JsonSerializable
 from graft.models.backbone import BackboneSpec, HeadSpec, InputSpec
+from graft.surgery.execute import apply_surgery
 from graft.validation import label_names as check_label_names
 from graft.validation import positive_int, size_tuple
 
@@ -145,8 +146,6 @@ class SurgeryPlan(JsonSerializable):
 
     def apply(self, backbone, *, inplace: bool = False):
         """Carry out the plan on ``backbone`` (a copy unless ``inplace=True``); see :func:`apply_surgery`."""
-        from graft.surgery.planner import apply_surgery
-
         return apply_surgery(backbone, self, inplace=inplace)
 
     # -- display -------------------------------------------------------------------------------------

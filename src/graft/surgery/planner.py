@@ -1,4 +1,4 @@
-"""``plan_surgery`` decides, ``apply_surgery`` does.
+"""``plan_surgery`` decides; ``apply_surgery`` (surgery/execute.py) does.
 
 The plan's tensor list is not a prediction: the planner runs the steps on a copy of the network and
 compares the state dicts before and after, then checks with a dry run that the result takes the target's
@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 from graft.errors import GraftError, ShapeError
-from graft.models.backbone import Backbone, HeadSpec, InputSpec, describe
+from graft.models.backbone import Backbone, HeadSpec, InputSpec
 from graft.models.trace import example_input, trace
 from graft.surgery.decide import (after_alignment, decide_channels, decide_features, decide_head,
                                   decide_input_size, decide_truncation)
-from graft.surgery.execute import Executed, execute
+from graft.surgery.execute import Executed, apply_surgery, execute  # noqa: F401  (apply_surgery: re-exported)
 from graft.surgery.plan import SurgeryPlan, Target, TensorChange
 
 
@@ -121,42 +121,3 @@ def plan_surgery(backbone: Backbone, target: Target | None = None, **target_fiel
     return SurgeryPlan(spec, target, steps, tuple(tensors), result_input,
                        HeadSpec(ex.head, "linear" if isinstance(head_layer, nn.Linear) else "conv", head_in, num_classes),
                        labels, tuple(warnings), verified)
-
-
-def apply_surgery(backbone: Backbone, plan: SurgeryPlan, *, inplace: bool = False) -> Backbone:
-    """Carry out ``plan`` on ``backbone``; returns the new Backbone (its ``.plan`` is ``plan``).
-
-    With ``inplace=False`` (the default) the original network is left untouched and the result is a copy;
-    with ``inplace=True`` the original module's layers are replaced where it stands (less memory).
-    """
-    src, spec = plan.source, backbone.spec
-    if (spec.name, spec.head, spec.first_layer, spec.num_params) != (src.name, src.head, src.first_layer, src.num_params):
-        raise GraftError(
-            f"the network the plan was made for ({src.name}, {src.num_params:,} parameters, head "
-            f"{src.head.name} -> {src.head.num_classes})",
-            f"{spec.name} ({spec.num_params:,} parameters, head {spec.head.name} -> {spec.head.num_classes})",
-            "make a new plan for this network: graft.plan_surgery(backbone, target)",
-        )
-    module = backbone.module if inplace else copy.deepcopy(backbone.module)
-    ex = execute(module, src, plan.steps, plan.target.seed)
-    blocks = [b.name for b in src.blocks]
-    if ex.stop_at is not None:
-        blocks = blocks[: blocks.index(ex.stop_at) + 1]
-    blocks = [ex.prefix + b for b in blocks]
-    if isinstance(getattr(ex.module, "input_layer", None), nn.Module) and any(
-            True for _ in ex.module.input_layer.parameters()):
-        blocks = ["input_layer", *blocks]
-    res = plan.result_input
-    new_spec = describe(
-        ex.module, name=src.name, origin=src.origin, weights=src.weights, blocks=blocks,
-        head=ex.head, first_layer=ex.first_layer, in_chans=res.channels, input_size=res.size or None, mean=res.mean, std=res.std,
-        feature_names=res.feature_names, feature_axis=res.feature_axis,
-        label_names=plan.result_labels,
-        notes=(f"grafted from {src.name}: " + "; ".join(s.kind for s in plan.steps),) if plan.steps else (),
-    )
-    out = Backbone(ex.module, new_spec)
-    out.plan = plan
-    # a network grafted twice (a finished run continued on new data) keeps every plan, oldest first
-    earlier = getattr(backbone, "plans", None) or ((backbone.plan,) if getattr(backbone, "plan", None) else ())
-    out.plans = (*earlier, plan)
-    return out

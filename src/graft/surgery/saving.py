@@ -16,7 +16,7 @@ from graft.models import LoadOptions
 from graft.models import load_network as _load_model
 from graft.models.checkpoint import graft_metadata
 from graft.surgery.multilayer import HEAD_PREFIX, MultilayerModel, as_backbone, build_multilayer
-from graft.surgery.planner import apply_surgery
+from graft.surgery.execute import apply_surgery
 from graft.surgery.plan import SurgeryPlan
 
 

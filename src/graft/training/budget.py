@@ -25,12 +25,9 @@ from graft.errors import GraftError
 from graft.models import Backbone
 from graft.strategy.spec import Phase, Strategy, phases
 
-TWO_PHASE = ("lp-ft", "two-phase", "adapter-warmup", "gradual")  # need 2 epochs or more
-
-
 def least_epochs(strategy: Strategy) -> int:
-    """The shortest run of ``strategy``: 2 epochs for the two-phase ones, else 1."""
-    return 2 if strategy.name in TWO_PHASE else 1
+    """The shortest run of ``strategy`` (its registered ``least_epochs``: 2 for the two-phase ones, else 1)."""
+    return strategy.definition.least_epochs
 
 
 @dataclass(frozen=True)

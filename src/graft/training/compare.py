@@ -145,19 +145,21 @@ def plan_budget(strategies: list[Strategy], times: StepTimes, budget: float, see
 
 def compare(backbone: Backbone, data: Data, plan: SurgeryPlan, out: str | Path, *, strategies=DEFAULT_STRATEGIES,
             budget: float = 900.0, seeds=(0,), batch_size: int = 32, max_epochs: int = 30, log=None,
-            progress: bool = False, **strategy_options) -> Comparison:
+            progress: bool = False, grafted: Backbone | None = None, times: StepTimes | None = None,
+            **strategy_options) -> Comparison:
     """Run each of ``strategies`` on ``plan.apply(backbone)`` with an equal share of ``budget`` seconds.
 
     ``backbone`` is the source network and ``plan`` the surgery for ``data``: every run starts from a fresh
     copy of the grafted network. The best strategy is the one with the highest mean validation accuracy (the
-    test split is reported, never used to choose).
+    test split is reported, never used to choose). ``grafted`` (``plan.apply(backbone)``) and ``times`` (its
+    step times) may be given when the caller has them already.
     """
     out = Path(out)
     say = log or (lambda message: None)
     seeds = list(seeds)
     check_splits(data)
     parsed, dropped = [], []
-    grafted = plan.apply(backbone)
+    grafted = grafted if grafted is not None else plan.apply(backbone)
     blocks = len(grafted.spec.blocks)
     has_adapter = any(name.startswith("input_layer.") for name, _ in grafted.module.named_parameters())
     for text in strategies:
@@ -172,8 +174,9 @@ def compare(backbone: Backbone, data: Data, plan: SurgeryPlan, out: str | Path, 
     if not parsed:
         raise GraftError("at least one strategy that applies to this network", ", ".join(map(str, strategies)),
                          "; ".join(f"{d['strategy']}: {d['why']}" for d in dropped) or "pass --strategies")
-    say(f"timing a few steps of {grafted.spec.name} to split the {budget:.0f} s budget")
-    times = measure_step_times(grafted, data, batch_size, seeds[0])
+    if times is None:
+        say(f"timing a few steps of {grafted.spec.name} to split the {budget:.0f} s budget")
+        times = measure_step_times(grafted, data, batch_size, seeds[0])
     epochs, late, share = plan_budget(parsed, times, budget, len(seeds), max_epochs, has_adapter)
     dropped += late
     for d in late:

@@ -2,6 +2,12 @@
 
 It knows nothing about any particular model; it is what ``graft pretrain`` runs on a fresh network (to
 make a source model, e.g. on one UCR dataset or on four FSDD speakers) before transferring it.
+
+Why not the Trainer (engine.py): the Trainer runs a strategy's phases on a network grafted to new data, with the
+source's input normalization, frozen BatchNorm, checkpoints and resume. Pretraining has none of that: one phase
+on a fresh network, on the inputs as the loaders give them. Running it on the Trainer would change the inputs it
+learns from, and so every source network the tests and benchmarks (bench/ucr_transfer.py, BENCHMARKS.md) pretrain; that is a change of results, not of
+structure, and is left for a change that re-measures them.
 """
 
 from __future__ import annotations

@@ -15,11 +15,10 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from graft.data import Data
-from graft.data.transforms import Preprocess
+from graft.data.transforms import BatchPreprocess, Preprocess
 from graft.errors import GraftError
 from graft.features.cache import graft_version, weights_digest
 from graft.jsonable import JsonSerializable
@@ -27,7 +26,7 @@ from graft.models import Backbone
 from graft.strategy.spec import Strategy, parse_strategy
 from graft.surgery.plan import SurgeryPlan
 from graft.surgery.saving import load_model, save_model
-from graft.training.budget import epochs_for_budget, measure_step_times, require_budget, strategy_seconds
+from graft.training.budget import StepTimes, epochs_for_budget, measure_step_times, require_budget, strategy_seconds
 from graft.training.checkpoints import read_checkpoint_state
 from graft.training.engine import Trainer
 
@@ -82,22 +81,19 @@ def parse_budget(value: str | float | int | None) -> float | None:
 def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str | Strategy = "full",
               epochs: int | None = None, budget=None, batch_size: int = 32, seed: int = 0, resume: bool = False,
               patience: int | None = None, plateau: int | None = None, plan: SurgeryPlan | None = None,
-              log=None, progress=True, **strategy_options) -> RunRecord:
+              log=None, progress=True, times: StepTimes | None = None, **strategy_options) -> RunRecord:
     """Train ``backbone`` (already grafted to ``data``; ``plan`` is the surgery that did it) with ``strategy``.
 
     ``epochs`` and/or ``budget`` ("10m", seconds): with a budget alone, the epochs are what fits in it
     (priced per strategy from a few timed steps, at most 100); with both, the budget stops the run early. ``resume=True``
     continues the interrupted run in ``out`` and refuses when the model, data or settings differ. ``progress``:
-    a live per-batch bar on a terminal (False: none).
+    a live per-batch bar on a terminal (False: none). ``times``: step times measured already on this network
+    (:func:`~graft.training.budget.measure_step_times`), so a budget does not time them again.
     """
     strategy = parse_strategy(strategy, **{k: v for k, v in strategy_options.items() if v is not None})
     out = Path(out)
-    if strategy.name == "multilayer":  # one pass per split and a solved head: no epochs, nothing to resume
-        from graft.training.multilayer import fit_multilayer
-
-        if resume and (out / "run.json").is_file():
-            return RunRecord.from_dict(json.loads((out / "run.json").read_text()))
-        return fit_multilayer(backbone, data, out, seed=seed, progress=progress, plan=plan)
+    if strategy.definition.fit is not None:  # a strategy that fits itself (multilayer: one pass, a solved head)
+        return _fit_own(strategy, backbone, data, out, seed=seed, resume=resume, plan=plan, progress=progress)
     seconds = parse_budget(budget)
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise GraftError("epochs as a positive integer", repr(epochs), "for example epochs=10")
@@ -115,7 +111,7 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
         if seconds is None:
             epochs = 10
         else:
-            times = measure_step_times(backbone, data, batch_size, seed)
+            times = times or measure_step_times(backbone, data, batch_size, seed)
             adapter = any(name.startswith("input_layer.") for name, _ in backbone.module.named_parameters())
             require_budget(strategy, times, seconds, adapter)
             epochs = epochs_for_budget(strategy, times, seconds, max_epochs=100, has_adapter=adapter)
@@ -143,6 +139,59 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
                       budget=seconds, patience=patience, plateau=plateau, log=log, progress=progress)
     state = trainer.run(resume=resume)
     return _finish(trainer, state, backbone, data, out, strategy, epochs, notes + trainer.notes)
+
+
+class _OwnFit:
+    """The :class:`~graft.strategy.registry.FitContext` of a strategy with a ``fit`` of its own: it writes the
+    same run folder as a Trainer run (config, plan, metrics, model.safetensors, run.json)."""
+
+    def __init__(self, strategy: Strategy, backbone: Backbone, data: Data, out: Path, seed: int, plan, progress):
+        self.strategy, self.backbone, self.data, self.out, self.seed = strategy, backbone, data, out, seed
+        self.plan, self.progress = plan, progress
+        self.log = lambda message: None
+        self.eval_split = "val" if "val" in data.splits else None
+
+    def write_json(self, name: str, obj) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        _write_json(self.out / name, obj)
+
+    def evaluate(self, model: Backbone):
+        split = "test" if "test" in self.data.splits else self.eval_split
+        return (split, evaluate(model, self.data, split, self.out)) if split else (None, None)
+
+    def finish(self, model: Backbone, *, seconds: float, epochs: int, epochs_run: int, best_epoch: int,
+               best_accuracy: float | None, trainable_params: int, total_params: int, notes=(), config=None,
+               stopped: str = "") -> RunRecord:
+        data, names = self.data, tuple(self.data.spec.label_names)
+        self.write_json("config.json", {
+            "strategy": self.strategy.to_dict(), "epochs": epochs, "budget_seconds": None, "seed": self.seed,
+            "start_weights": weights_digest(self.backbone.module), "model": self.backbone.spec.name,
+            "data": data.fingerprint("train"), "data_name": data.spec.name, "label_names": list(names),
+            "eval_split": self.eval_split, "graft": graft_version(), **(config or {})})
+        if self.plan is not None:
+            self.write_json("plan.json", self.plan.to_dict())
+        final_split, metrics = self.evaluate(model)
+        save_model(model, self.out / "model.safetensors")
+        record = RunRecord(run_dir=str(self.out), strategy=self.strategy.label, epochs=epochs, epochs_run=epochs_run,
+                           stopped=stopped, seconds=round(seconds, 3), best_epoch=best_epoch,
+                           best_accuracy=best_accuracy, final_split=final_split,
+                           final_accuracy=None if metrics is None else metrics.accuracy,
+                           final_macro_f1=None if metrics is None else metrics.macro_f1,
+                           trainable_params=trainable_params, total_params=total_params, label_names=names,
+                           notes=tuple(notes))
+        self.write_json("run.json", record.to_dict())
+        return record
+
+
+def _fit_own(strategy: Strategy, backbone: Backbone, data: Data, out: Path, *, seed: int, resume: bool, plan,
+             progress) -> RunRecord:
+    """A strategy that fits itself, in one go: a finished run is read back on resume; nothing half-done resumes."""
+    if resume and (out / "run.json").is_file():
+        return RunRecord.from_dict(json.loads((out / "run.json").read_text()))
+    if (out / "run.json").exists() or (out / "checkpoints" / "last.json").exists():
+        raise GraftError(f"an empty or new run folder for {out}", "a folder that already holds a run",
+                         f"pass another out= ({strategy.label} fits in one go: there is nothing to resume)")
+    return strategy.definition.fit(_OwnFit(strategy, backbone, data, out, seed, plan, progress))
 
 
 def _finish(trainer: Trainer, state, backbone: Backbone, data: Data, out: Path, strategy: Strategy, epochs: int,
@@ -177,21 +226,12 @@ def evaluate(backbone: Backbone, data: Data, split: str, out: Path, device="cpu"
 
     inp = backbone.spec.input
     loader = data.loader(split, data.inference_batch_size(split, device), shuffle=False)
-    y_true, y_pred = predict_classes(nn.Sequential(_Prep(Preprocess(inp.mean, inp.std, None)), backbone.module),
+    y_true, y_pred = predict_classes(nn.Sequential(BatchPreprocess(Preprocess(inp.mean, inp.std, None)), backbone.module),
                                      loader)
     metrics = classification_report(y_true, y_pred, data.spec.label_names)
     _write_json(out / "metrics.json", {"split": split, **metrics.to_dict()})
     plot_confusion(metrics, out / "confusion.png")
     return metrics
-
-
-class _Prep(nn.Module):
-    def __init__(self, prep: Preprocess):
-        super().__init__()
-        self.prep = prep
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.prep.batch(x)
 
 
 def _with_spec(backbone: Backbone, spec) -> Backbone:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from graft.errors import GraftError, ShapeError
-from graft.training.export import ExportError, ExportReport, export_model, load_exported
+from graft.export import ExportError, ExportReport, export_model, load_exported
 from tests.conftest import TinyPooledCNN, randomize_bn
 
 FORMATS = [("onnx", ".onnx"), ("torchscript", ".pt")]

@@ -1,0 +1,318 @@
+"""One orchestration object for a run through the stages: ``Workflow``.
+
+A workflow holds what every stage of one run shares, each computed once, when first asked: the loaded network,
+the data, the surgery plan (planned once) and the grafted network, the measured step times, and the budget
+(parsed once) with the time left of it. Its stages are the whole-stage verbs: :meth:`Workflow.probe`,
+:meth:`~Workflow.advise`, :meth:`~Workflow.compare`, :meth:`~Workflow.fit` (``strategy="auto"``: advise, short
+trials where the advice is ambiguous, then fit the winner) and :meth:`~Workflow.report`. ``graft.api``'s verbs
+and the CLI are thin layers over it::
+
+    wf = graft.Workflow("cifar_resnet20", "digits.npz", data_options={"val_fraction": 0.2}, budget="2m")
+    advice = wf.advise("runs/x")
+    record = wf.fit("runs/x", strategy=advice.strategy)
+
+Nothing here names a strategy: what a strategy needs is asked of the registry (graft.strategy.registry).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from functools import cached_property, partial
+from pathlib import Path
+
+import numpy as np
+
+from graft.data import Data, DatasetSpec
+from graft.data.options import DataOptions
+from graft.errors import GraftError
+from graft.features import FeatureSet
+from graft.features import extract_features as _extract_features
+from graft.files import write_json
+from graft.measures.summary import Measures, measure_layers
+from graft.models import Backbone
+from graft.models.options import LoadOptions
+from graft.strategy.advisor import Advice, measure_skip_reason
+from graft.strategy.advisor import advise as _advise
+from graft.strategy.spec import parse_strategy
+from graft.surgery import SurgeryPlan, Target
+from graft.surgery import plan_surgery as _plan_surgery
+from graft.surgery.saving import load_model
+from graft.training.budget import epochs_for_budget, least_epochs, measure_step_times, strategy_seconds
+from graft.training.compare import DEFAULT_STRATEGIES, Comparison, check_splits
+from graft.training.compare import compare as _compare
+from graft.training.run import RunRecord, parse_budget
+from graft.training.run import fine_tune as _fine_tune
+
+PROBE_SAMPLES = 2000  # the advisor's probe draws at most this many samples per split (stratified)
+MIN_TRIAL_VAL = 100  # trials need a validation split that can tell close candidates apart
+AUTO = "auto"
+
+
+def as_backbone(model, options: LoadOptions | dict | None = None) -> Backbone:
+    """``model`` as a Backbone: one already, or anything :func:`graft.load_model` takes (with ``options``)."""
+    if isinstance(model, Backbone):
+        return model
+    return load_model(model, LoadOptions.coerce(options))
+
+
+def as_data(data, options: DataOptions | dict | None = None) -> Data:
+    """``data`` as Data: loaded already, or anything :func:`graft.load_data` takes (with ``options``)."""
+    if isinstance(data, Data):
+        return data
+    from graft.data import load_data
+
+    return load_data(data, DataOptions.coerce(options))
+
+
+def target_from_data(data: Data | DatasetSpec | str | Path, **overrides) -> Target:
+    """A surgery Target from a dataset (loaded, described, or anything :func:`graft.load_data` reads): its
+    channels, input size, class names and feature names; ``overrides`` replace fields."""
+    spec = data if isinstance(data, DatasetSpec) else as_data(data).spec
+    fields = dict(label_names=spec.label_names, in_chans=spec.channels, input_size=spec.size or None,
+                  feature_names=spec.feature_names)
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    return Target(**fields)
+
+
+def samples_per_class(data: Data, split: str = "train") -> list[int]:
+    y = getattr(data[split], "y", None)
+    if y is None:
+        return []
+    return np.bincount(np.asarray(y, dtype=np.int64), minlength=len(data.spec.label_names)).tolist()
+
+
+def is_auto(strategy) -> bool:
+    """Whether ``strategy`` asks the advisor to decide (the one place this is decided)."""
+    return isinstance(strategy, str) and strategy.strip().lower() == AUTO
+
+
+class Workflow:
+    """A run through the stages on one network and one dataset (see the module docstring).
+
+    ``model``: a Backbone or anything :func:`graft.load_model` takes, with ``load_options``; ``data``: a Data or
+    anything :func:`graft.load_data` takes, with ``data_options``; ``target``: overrides of the surgery target
+    (``keep_rows``, ``size_mode``...); ``budget``: the time for the stages that train ("10m", seconds), counted
+    from when the workflow is made; ``log``: receives the stages' messages (strings).
+    """
+
+    def __init__(self, model, data, *, load_options: LoadOptions | dict | None = None,
+                 data_options: DataOptions | dict | None = None, target: dict | None = None, budget=None,
+                 batch_size: int = 32, seed: int = 0, log=None):
+        import torch
+
+        self.seconds = parse_budget(budget)  # the budget, parsed once
+        self.batch_size, self.seed = batch_size, seed
+        self.say = log or (lambda message: None)
+        self.target = dict(target or {})
+        torch.manual_seed(seed)  # a randomly initialized network (pretrained=False) is the same on every call
+        self.backbone = as_backbone(model, load_options)
+        self.data = as_data(data, data_options)
+        self.start = time.perf_counter()
+
+    # --- what the stages share, each computed once --------------------------------------------------------------
+    @cached_property
+    def plan(self) -> SurgeryPlan:
+        """The surgery that takes the network to the data (planned once per workflow)."""
+        return _plan_surgery(self.backbone, target_from_data(self.data, **self.target))
+
+    @cached_property
+    def grafted(self) -> Backbone:
+        """The network grafted to the data (for measuring; every training run gets a :meth:`fresh` copy)."""
+        return self.plan.apply(self.backbone)
+
+    def fresh(self) -> Backbone:
+        """A new copy of the grafted network, for a run that trains it."""
+        return self.plan.apply(self.backbone)
+
+    @cached_property
+    def step_times(self):
+        """Seconds per training step and per forward pass, timed once on a copy (graft.training.budget)."""
+        return measure_step_times(self.grafted, self.data, self.batch_size, self.seed)
+
+    @cached_property
+    def has_adapter(self) -> bool:
+        return any(n.startswith("input_layer.") for n, _ in self.grafted.module.named_parameters())
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def left(self) -> float | None:
+        """Seconds left of the budget (None without one)."""
+        return None if self.seconds is None else max(0.0, self.seconds - self.elapsed())
+
+    def epochs_for(self, label: str) -> int:
+        """The epochs of strategy ``label`` that fit in what is left of the budget when asked (at most 100)."""
+        return epochs_for_budget(parse_strategy(label), self.step_times, self.left() or 0.0, max_epochs=100,
+                                 has_adapter=self.has_adapter)
+
+    # --- the stages -----------------------------------------------------------------------------------------------
+    def probe(self, out: str | Path | None = None, *, network: Backbone | None = None, split: str = "train",
+              eval_split: str | None = "auto", layers=None, plot: bool = False, source_data=None,
+              source_split: str = "train", input_size: tuple[int, ...] | None = None, batch_size: int | None = None,
+              folds: int = 5, max_samples: int | None = None, cache_dir: str | Path | None = None,
+              choose_c: str = "cv", multilayer=True) -> Measures:
+        """Measure each layer of ``network`` (default: the network as loaded) on the data; see :func:`graft.probe`."""
+        backbone = network if network is not None else self.backbone
+        data = self.data if max_samples is None else self.data.subsample(max_samples, seed=self.seed)
+        if eval_split == "auto":
+            eval_split = next((s for s in ("test", "val") if s in data.splits and s != split), None)
+        options = dict(layers=layers, input_size=input_size, batch_size=batch_size, cache_dir=cache_dir)
+        say = self.say
+        say(f"extracting features of {split} ({len(data[split])} samples)")
+        train = _extract_features(backbone, data, split=split, batchnorm=True, **options)
+        evaluated = None
+        if eval_split is not None:
+            say(f"extracting features of {eval_split} ({len(data[eval_split])} samples)")
+            evaluated = _extract_features(backbone, data, split=eval_split, **options)
+        source = None
+        if source_data is not None:
+            source_data = as_data(source_data)
+            say(f"extracting features of the source sample ({len(source_data[source_split])} samples)")
+            source = _extract_features(backbone, source_data, split=source_split, **options)
+        names = list(train.layers)
+        measures = measure_layers(
+            names, {n: train.features(n) for n in names}, train.labels(),
+            {n: evaluated.features(n) for n in names} if evaluated else None,
+            evaluated.labels() if evaluated else None, batchnorm=train.batchnorm_statistics(), logits=train.logits(),
+            source_features={n: source.features(n) for n in names} if source else None,
+            label_names=data.spec.label_names, model=backbone.spec.name, data=data.spec.name, train_split=split,
+            eval_split=eval_split, folds=folds, seed=self.seed, choose_c=choose_c, multilayer=multilayer,
+            progress=lambda name: say(f"measuring {name}"))
+        extraction = {"extract_" + fs.split: round(fs.seconds, 3) for fs in (train, evaluated) if fs is not None}
+        notes = list(dict.fromkeys(n for fs in (train, evaluated, source) if fs is not None for n in fs.notes))
+        measures = replace(measures, seconds={**extraction, **measures.seconds}, notes=(*measures.notes, *notes))
+        if out is not None:
+            write_json(Path(out) / "measures.json", measures)
+            if plot:
+                from graft.report import plot_layer_measures
+
+                plot_layer_measures(measures, Path(out) / "measures.png")
+        elif plot:
+            raise GraftError("a run folder for the plot (out=...)", "plot=True without out", "pass out='runs/NAME'")
+        return measures
+
+    def advise(self, out: str | Path | None = None, *, max_samples: int = PROBE_SAMPLES, multilayer: bool | str = "auto",
+               margin: float = 0.05, budgeted: bool = False) -> Advice:
+        """Probe the grafted network layer by layer on the training data, evaluated on ``val`` (never on test), and
+        advise a strategy with its reasons; see :func:`graft.advise`. ``budgeted``: the advisor weighs how many
+        epochs of each candidate the budget left affords."""
+        if multilayer != "auto" and not isinstance(multilayer, bool):
+            raise GraftError('multilayer=True, False or "auto"', repr(multilayer), 'pass one of them (default "auto")')
+        has_val = "val" in self.data.splits
+        counts, blocks = samples_per_class(self.data), [b.name for b in self.grafted.spec.blocks]
+        epochs_for = self.epochs_for if budgeted and self.seconds is not None else None
+        if multilayer == "auto":  # take the optional measure only where a strategy that needs it could still win
+            multilayer = partial(measure_skip_reason, "multilayer", samples_per_class=counts, blocks=blocks,
+                                 epochs_for=epochs_for, margin=margin)
+        measures = self.probe(out, network=self.grafted, eval_split="val" if has_val else None,
+                              max_samples=max_samples, plot=out is not None, choose_c="eval" if has_val else "cv",
+                              multilayer=multilayer)
+        advice = _advise(measures, samples_per_class=counts, blocks=blocks, epochs_for=epochs_for, margin=margin)
+        if out is not None:
+            write_json(Path(out) / "advice.json", advice)
+        return advice
+
+    def compare(self, out: str | Path, *, strategies=DEFAULT_STRATEGIES, seeds=(0,), max_epochs: int = 30,
+                report: bool = True, **strategy_options) -> Comparison:
+        """Run ``strategies`` on the same splits with equal shares of the budget (default 15 minutes);
+        comparison.json, plots, report.html. See :func:`graft.compare`."""
+        check_splits(self.data)
+        if isinstance(strategies, str):
+            strategies = [s.strip() for s in strategies.split(",") if s.strip()]
+        out = Path(out)
+        write_json(out / "plan.json", self.plan)
+        result = _compare(self.backbone, self.data, self.plan, out, strategies=strategies,
+                          budget=self.seconds if self.seconds is not None else 900.0, seeds=seeds,
+                          batch_size=self.batch_size, max_epochs=max_epochs, log=self.say, grafted=self.grafted,
+                          times=self.step_times, **strategy_options)
+        from graft.report.compare_plots import write_comparison_plots
+
+        write_comparison_plots(out, result.to_dict())
+        if report:
+            self.report(out)
+        return result
+
+    def fit(self, out: str | Path, *, strategy="full", epochs: int | None = None, resume: bool = False,
+            patience: int | None = None, plateau: int | None = None, epoch_log=None, progress=True,
+            report: bool = True, margin: float = 0.05, trial_share: float = 0.3, min_trial_val: int = MIN_TRIAL_VAL,
+            **strategy_options) -> RunRecord:
+        """Train the grafted network with ``strategy`` into the run folder ``out`` (``"auto"``: the advisor decides,
+        short trials settle an ambiguous advice); see :func:`graft.fine_tune`. ``epoch_log`` receives the per-epoch
+        records (dicts)."""
+        out = Path(out)
+        budget = self.left()
+        if is_auto(strategy):
+            strategy, options, epochs, budget = self._decide(out, epochs=epochs, resume=resume, margin=margin,
+                                                             trial_share=trial_share, min_trial_val=min_trial_val)
+            strategy_options = {**options, **strategy_options}
+        record = _fine_tune(self.fresh(), self.data, out, strategy=strategy, epochs=epochs, budget=budget,
+                            batch_size=self.batch_size, seed=self.seed, resume=resume, patience=patience,
+                            plateau=plateau, plan=self.plan, log=epoch_log, progress=progress,
+                            times=self.step_times if self.seconds is not None and epochs is None else None,
+                            **strategy_options)
+        if report:
+            self.report(out)
+        return record
+
+    def _decide(self, out: Path, *, epochs, resume: bool, margin: float, trial_share: float,
+                min_trial_val: int) -> tuple[str, dict, int | None, float | None]:
+        """``--strategy auto``: the advice (read back on resume), settled by trials where it is ambiguous, there is a
+        budget and the validation split can tell close candidates apart; the strategy, its options, the epochs and
+        the budget left for the fit."""
+        from graft.training.auto import successive_halving, trial_candidates, with_trials
+
+        say, seconds = self.say, self.seconds
+        saved = out / "advice.json"
+        if resume and saved.is_file():
+            advice = Advice.from_dict(json.loads(saved.read_text()))
+        else:
+            if (out / "checkpoints" / "last.json").exists() or (out / "run.json").exists():
+                raise GraftError(f"an empty or new run folder for {out}", "a folder that already holds a run",
+                                 "continue it with --resume, or pass another --out")
+            advice = self.advise(out, margin=margin, budgeted=True)
+            say(advice.render())
+            say(f"measured and advised in {self.elapsed():.0f} s")
+            candidates = trial_candidates(advice, margin)
+            val_size = len(self.data["val"]) if "val" in self.data.splits else 0
+            if len(candidates) > 1 and seconds is not None and val_size < min_trial_val:
+                say(f"{', '.join(candidates)} score within {margin}, but the validation split has {val_size} samples, "
+                    f"too few to tell them apart in trials (at least {min_trial_val}; an accuracy near 0.8 on 100 "
+                    f"samples is known to about ±8 points); fitting {advice.strategy}")
+            elif len(candidates) > 1 and seconds is not None:
+                check_splits(self.data)
+                winner, trials = successive_halving(self.backbone, self.data, self.plan, out, candidates,
+                                                    self.left() * trial_share, self.step_times,
+                                                    batch_size=self.batch_size, seed=self.seed,
+                                                    has_adapter=self.has_adapter, log=say)
+                advice = with_trials(advice, winner, trials)
+            elif len(candidates) > 1:
+                say(f"{', '.join(candidates)} score within {margin}: without --budget no trials run; fitting "
+                    f"{advice.strategy}")
+            write_json(saved, advice)
+        left = self.left()
+        if left is not None and epochs is None:
+            strategy = parse_strategy(advice.strategy)
+            least = least_epochs(strategy)
+            need = strategy_seconds(strategy, self.step_times, least, self.has_adapter)
+            if left < need:  # the measurements took the budget: fit the shortest run rather than nothing
+                say(f"the measurements and trials took {_secs(seconds - left)} of the {_secs(seconds)} budget; "
+                    f"fitting {advice.strategy} for its minimum, {least} epoch{'s' if least > 1 else ''} "
+                    f"(about {need:.0f} s)")
+                return advice.strategy, dict(advice.options), least, None
+        return advice.strategy, dict(advice.options), epochs, left
+
+    def report(self, out: str | Path) -> Path:
+        """(Re)build ``out/report.html`` from the run folder alone."""
+        from graft.report.html import write_report
+
+        return write_report(out)
+
+
+def _secs(value: float) -> str:
+    return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
+
+
+__all__ = ["AUTO", "FeatureSet", "Workflow", "as_backbone", "as_data", "is_auto", "samples_per_class",
+           "target_from_data"]
