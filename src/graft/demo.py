@@ -8,7 +8,6 @@ from its folder alone. Under 3 minutes on 2 CPU cores.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -21,6 +20,7 @@ from rich.progress import Progress
 from graft.api import fine_tune, load_model, load_run, plan_surgery
 from graft.data import load_data
 from graft.errors import GraftError
+from graft.files import write_json
 from graft.models.trace import eval_mode
 from graft.api import advise, compare
 
@@ -133,8 +133,8 @@ def run_demo(out: str | Path = "runs/demo", console: Console | None = None) -> D
               "parameters trained")
 
     con.print("\n[b]7. the evidence[/b]")
-    (run_dir / "backbone.json").write_text(grafted.spec.to_json())
-    (run_dir / "dataset.json").write_text(spec.to_json())
+    write_json(run_dir / "backbone.json", grafted.spec)
+    write_json(run_dir / "dataset.json", spec)
     reloaded = load_run(run_dir)
     fitted = load_model(run_dir / "model.safetensors")
     diff = float((_logits(reloaded.module, xt, None) - _logits(fitted.module, xt, None)).abs().max())
@@ -143,7 +143,7 @@ def run_demo(out: str | Path = "runs/demo", console: Console | None = None) -> D
     summary = {"samples": spec.num_samples, "logits_shape": list(logits.shape), "forward_seconds": forward,
                "reload_max_abs_diff": diff, "total_seconds": total, "advice": advice.strategy,
                "best_compared": result.best, "test_accuracy": record.final_accuracy}
-    (run_dir / "demo.json").write_text(json.dumps(summary, indent=2))
+    write_json(run_dir / "demo.json", summary)
     con.print(f"  report: [b]{run_dir / 'report.html'}[/b] (plan, layer measures, advice, comparison, training, "
               "metrics, model card; opens offline)")
     con.rule(f"done in {total:.1f} s")

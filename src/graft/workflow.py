@@ -54,7 +54,7 @@ def as_backbone(model, options: LoadOptions | dict | None = None) -> Backbone:
     """``model`` as a Backbone: one already, or anything :func:`graft.load_model` takes (with ``options``)."""
     if isinstance(model, Backbone):
         return model
-    return load_model(model, LoadOptions.coerce(options))
+    return load_model(model, options)
 
 
 def as_data(data, options: DataOptions | dict | None = None) -> Data:
@@ -252,6 +252,9 @@ class Workflow:
                             plateau=plateau, plan=self.plan, log=epoch_log, progress=progress,
                             times=self.step_times if self.seconds is not None and epochs is None else None,
                             **strategy_options)
+        from graft.report.plots import plot_run
+
+        plot_run(out)  # confusion.png, from metrics.json
         if report:
             self.report(out)
         return record

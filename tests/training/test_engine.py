@@ -230,8 +230,12 @@ def test_a_run_folder_has_everything(tmp_path):
     net_after = net.module.state_dict()
     run = tmp_path / "run"
     for name in ("config.json", "history.jsonl", "run.json", "model.safetensors", "metrics.json",
-                 "confusion.png", "checkpoints/last.json", "checkpoints/best.json", "checkpoints/start.safetensors"):
+                 "checkpoints/last.json", "checkpoints/best.json", "checkpoints/start.safetensors"):
         assert (run / name).is_file(), name
+    assert not (run / "confusion.png").exists(), "the training layer draws nothing; graft.report.plots does"
+    from graft.report.plots import plot_run
+
+    assert plot_run(run) == [run / "confusion.png"] and (run / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     names = sorted(p.name for p in (run / "checkpoints").glob("*-*.safetensors"))
     assert len(names) == 3 and sum(n.startswith("last-") for n in names) == 2  # weights + optimizer; best
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]

@@ -13,7 +13,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from graft.errors import GraftError, LabelError, ShapeError
-from graft.training.metrics import ClassMetrics, Metrics, classification_report, plot_confusion, predict_classes
+from graft.report.plots import plot_confusion
+from graft.training.metrics import ClassMetrics, Metrics, classification_report, predict_classes
 
 NAMES = ("ant", "bee", "cat", "dog")
 # Hand-computed: 'cat' is never predicted, 'dog' has no sample but is predicted once.

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from graft.data.spec import DatasetSpec
 from graft.errors import DataError
+from graft.files import write_json
 
 
 def to_float(x: np.ndarray) -> np.ndarray:
@@ -239,11 +240,6 @@ class Data:
 
     def write_splits(self, run_dir: str | Path) -> Path:
         """Record how the splits were made (seed, fractions, the ids in each) as ``splits.json``, atomically."""
-        out = Path(run_dir) / "splits.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
         record = dict(self.split_record)
         record["ids"] = {k: list(getattr(v, "ids", [])) for k, v in self.splits.items()}
-        tmp = out.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        os.replace(tmp, out)
-        return out
+        return write_json(Path(run_dir) / "splits.json", record)

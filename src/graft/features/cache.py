@@ -18,22 +18,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from graft.errors import GraftError
+from graft.files import json_text
+from graft.fingerprint import file_digest, graft_version
 
 FORMAT = 1  # bump when the layout of an entry changes: older entries then no longer match their key
-_CHUNK = 1 << 22
-
-
-def graft_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("graft-ml")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "unknown"
 
 
 def default_root() -> Path:
@@ -44,29 +34,10 @@ def default_root() -> Path:
     return Path(base) / "graft" / "features"
 
 
-def weights_digest(module: nn.Module) -> str:
-    """A digest of every parameter and buffer of ``module``: names, dtypes, shapes and bytes."""
-    h = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\n".encode())
-        if t.numel():
-            h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
-    return h.hexdigest()
-
-
 def cache_key(material: dict) -> str:
     """The key of an entry: a digest of ``material`` (JSON) plus the entry format and graft's version."""
     payload = json.dumps({**material, "format": FORMAT, "graft": graft_version()}, sort_keys=True, default=str)
     return hashlib.blake2b(payload.encode(), digest_size=20).hexdigest()
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class EntryWriter:
@@ -104,8 +75,8 @@ class EntryWriter:
         files = sorted(p for p in self.tmp.iterdir() if p.is_file() and p.name != "meta.json")
         meta = {**meta, "key": self.key, "format": FORMAT, "graft": graft_version(),
                 "files": {p.name: {"bytes": p.stat().st_size, "blake2b": file_digest(p)} for p in files}}
-        with open(self.tmp / "meta.json", "w") as f:
-            json.dump(meta, f, indent=1)
+        with open(self.tmp / "meta.json", "w") as f:  # inside the entry's folder, which is renamed as a whole
+            f.write(json_text(meta))
             f.flush()
             os.fsync(f.fileno())
         try:

@@ -24,8 +24,8 @@ from torch import nn
 from graft.data import Data
 from graft.data.transforms import Preprocess, is_cacheable
 from graft.errors import GraftError
-from graft.features.cache import (EntryWriter, cache_key, default_root, read_entry, remove_entry,
-                                  weights_digest)
+from graft.features.cache import EntryWriter, cache_key, default_root, read_entry, remove_entry
+from graft.fingerprint import weights_digest
 from graft.jsonable import JsonSerializable
 from graft.models import Backbone
 from graft.models.pooling import pool_output as _pool

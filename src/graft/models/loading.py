@@ -116,10 +116,28 @@ def _create_timm(name: str, pretrained: bool, **kwargs) -> nn.Module:
         ) from None
 
 
+def _check_build_arguments(name: str, build, kwargs: dict) -> None:
+    """Refuse arguments a zoo builder does not take, naming the closest one (a typo must not be dropped)."""
+    import inspect
+
+    parameters = inspect.signature(build).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    taken = [p for p in parameters if p not in ("num_classes", "in_chans")]
+    unknown = [k for k in kwargs if k not in parameters]
+    if unknown:
+        hints = "; ".join(f"{k}: did you mean {suggest(k, [*taken, 'num_classes', 'in_chans']) or 'none of them'}?"
+                          for k in unknown)
+        raise GraftError(f"arguments that {name} takes ({', '.join(taken) or 'only num_classes and in_chans'}; and "
+                         "the load options: weights, arch, pretrained, num_classes, label_names, input_size...)",
+                         ", ".join(unknown), hints)
+
+
 def build_architecture(name: str, *, num_classes: int | None = None, in_chans: int | None = None, **kwargs) -> nn.Module:
     """A randomly initialized network of architecture ``name`` (zoo or timm)."""
     if name in ZOO:
         entry = ZOO[name]
+        _check_build_arguments(name, entry.build, kwargs)
         module = entry.build(num_classes=num_classes or entry.num_classes, in_chans=in_chans or entry.in_chans, **kwargs)
         module.graft_build_kwargs = dict(kwargs)  # saved with the weights, so that the file rebuilds it
         return module

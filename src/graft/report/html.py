@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import shlex
-import tempfile
 from pathlib import Path
 
 from graft.errors import GraftError
+from graft.files import write_atomic
 from graft.report.markup import STYLE, _escape, _format, _Html, _image, _items, _pairs, _table, _warnings
 from graft.strategy.registry import registered_strategies
 
@@ -386,13 +385,5 @@ def write_report(run_dir) -> Path:
     run = _RunFolder(run_dir)
     page = _render(run)
     target = run.path / "report.html"
-    handle, temporary = tempfile.mkstemp(prefix=".report.html.", suffix=".tmp", dir=run.path)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(page)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    write_atomic(target, page)
     return target

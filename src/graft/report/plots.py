@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
+import json
 from pathlib import Path
 
+import numpy as np
+
+from graft.errors import GraftError
+from graft.files import write_atomic
 from graft.measures.summary import Measures
+from graft.training.metrics import Metrics
+
+MAX_ANNOTATED_CLASSES = 20  # counts are written in the cells of a confusion matrix up to this many classes
 
 
 def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """``fig`` as a PNG at ``path``, written atomically (graft.files.write_atomic)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return write_atomic(path, buffer.getvalue())
 
 
 def plot_layer_measures(measures: Measures, path: str | Path) -> Path:
@@ -79,3 +79,60 @@ def plot_layer_measures(measures: Measures, path: str | Path) -> Path:
         return _save(fig, Path(path))
     finally:
         plt.close(fig)
+
+
+def plot_confusion(metrics: Metrics, path: str | Path) -> Path:
+    """Draw the confusion matrix as a PNG: colors are row-normalized (recall), cells show the counts.
+
+    Counts are written in the cells when there are at most 20 classes. The file is written atomically (a
+    temporary file in the same folder, then renamed), so ``path`` never holds half a picture.
+    """
+    if not isinstance(metrics, Metrics):
+        raise GraftError("a Metrics (from classification_report)", type(metrics).__name__,
+                         "pass classification_report(y_true, y_pred, label_names)")
+    path = Path(path).expanduser()
+    if path.suffix.lower() != ".png":
+        raise GraftError("a path ending in .png", str(path), f"write to {path.with_suffix('.png')}")
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    names = metrics.label_names
+    counts = metrics.confusion_matrix
+    rows = counts.sum(1, keepdims=True)
+    fractions = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0)
+    n = len(names)
+    side = min(max(4.5, 0.45 * n + 2.5), 30.0)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    try:
+        image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+        ax.set_xticks(range(n), labels=names, rotation=45, ha="right", rotation_mode="anchor",
+                      fontsize=8 if n > 10 else 10)
+        ax.set_yticks(range(n), labels=names, fontsize=8 if n > 10 else 10)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(f"accuracy {metrics.accuracy:.3f}, balanced {metrics.balanced_accuracy:.3f} "
+                     f"({metrics.num_samples} samples)")
+        if n <= MAX_ANNOTATED_CLASSES:
+            for i in range(n):
+                for j in range(n):
+                    if counts[i, j]:
+                        ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8 if n > 10 else 10,
+                                color="white" if fractions[i, j] > 0.5 else "black")
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_run(run_dir: str | Path) -> list[Path]:
+    """Draw the plots of a run folder from its files: ``confusion.png`` from ``metrics.json``. Returns what it drew."""
+    run_dir = Path(run_dir)
+    drawn = []
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file():
+        saved = json.loads(metrics.read_text())
+        saved.pop("split", None)
+        drawn.append(plot_confusion(Metrics.from_dict(saved), run_dir / "confusion.png"))
+    return drawn

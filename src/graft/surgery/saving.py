@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from torch import nn
 
 from graft.errors import CheckpointError, GraftError
+from graft.files import replacing
 from graft.models import Backbone, load_weights, read_checkpoint
 from graft.models import LoadOptions
 from graft.models import load_network as _load_model
@@ -23,8 +22,8 @@ from graft.surgery.plan import SurgeryPlan
 def load_model(source, options: LoadOptions | dict | None = None, **kwargs) -> Backbone:
     """Load any network (see :func:`graft.models.loading.load_network` for the sources and options), including
     grafted ones saved by graft. ``options``: a :class:`~graft.models.options.LoadOptions` (or a dict of its
-    fields); keyword arguments override it, and those that are not its fields are the architecture's own
-    (``width=16``).
+    fields); keyword arguments override it, and those that are not its fields (in a dict too) are the
+    architecture's own (``width=16``, ``in_chans=1``).
 
     A ``.safetensors`` file written by :func:`save_model` after surgery carries its plan: the source
     architecture is rebuilt, the plan replayed, and the saved weights loaded strictly. A finished run folder
@@ -63,6 +62,8 @@ def load_model(source, options: LoadOptions | dict | None = None, **kwargs) -> B
                     grafted.spec = replace(grafted.spec, label_names=tuple(meta["spec"].get("label_names") or ()))
                 grafted = as_backbone(grafted, build_multilayer(grafted.module, meta["multilayer"], head))
             return grafted
+    if isinstance(options, dict):  # a dict is read as keyword arguments: its architecture arguments go to build
+        kwargs, options = {**options, **kwargs}, None
     known = {k: kwargs.pop(k) for k in list(kwargs) if k in LoadOptions.__dataclass_fields__}
     opts = LoadOptions.coerce(options, **known)
     return _load_model(source, **{**opts.load_arguments(), **kwargs})
@@ -103,13 +104,6 @@ def save_model(backbone: Backbone, path: str | Path) -> Path:
     tensors = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
     if multilayer:
         tensors.update({HEAD_PREFIX + k: v for k, v in backbone.module.head_state().items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"graft": json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replacing(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"graft": json.dumps(meta)})
     return path

@@ -13,8 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import torch
 from torch import nn
 
 from graft.errors import CheckpointError, GraftError
+from graft.files import json_text, replacing
 
 
 def _digest(path: Path) -> str:
@@ -33,20 +32,14 @@ def _digest(path: Path) -> str:
 
 
 def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+    """``write(tmp)`` to a temporary file, fsynced and renamed over ``path`` (graft.files.replacing); a full disk
+    is a clear error and leaves the previous checkpoint untouched."""
     try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            write(str(tmp))
     except OSError as exc:
         raise GraftError(f"room to write {path.name}", f"{type(exc).__name__}: {exc.strerror or exc}",
                          "free some disk space; the previous checkpoint was left untouched") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -93,7 +86,7 @@ def save_checkpoint(folder: Path, name: str, module: nn.Module, optimizer: torch
             meta["optimizer_file"] = optim.name
             meta["files"][optim.name] = _digest(optim)
         meta["torch_rng"] = base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()
-        text = json.dumps(meta)
+        text = json_text(meta)
         _atomic_write(folder / f"{name}.json", lambda tmp: Path(tmp).write_text(text))
     except BaseException:
         for path in written:  # the new files are not referenced: drop them, keep the previous checkpoint

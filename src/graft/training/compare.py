@@ -21,12 +21,13 @@ import torch
 
 from graft.data import Data
 from graft.errors import GraftError
+from graft.files import write_json
 from graft.models import Backbone
 from graft.strategy.spec import Strategy, parse_strategy, phases
 from graft.surgery.plan import SurgeryPlan
 from graft.training.budget import (StepTimes, epochs_for_budget, least_epochs, measure_step_times,
                                   strategy_seconds)
-from graft.training.run import RunRecord, _write_json, fine_tune, load_run
+from graft.training.run import RunRecord, fine_tune, load_run
 
 DEFAULT_STRATEGIES = ("linear", "partial:1", "partial:2", "lp-ft", "full", "scratch")
 METRICS = ("val_accuracy", "test_accuracy", "macro_f1", "train_seconds", "latency_ms")
@@ -201,10 +202,10 @@ def compare(backbone: Backbone, data: Data, plan: SurgeryPlan, out: str | Path, 
                 f"{_fmt(record.best_accuracy)}, {record.final_split or 'no held-out split'} "
                 f"{_fmt(record.final_accuracy)}")
         result.strategies.append(_aggregate(s.label, runs))
-        _write_json(out / "comparison.json", result.to_dict())  # after every strategy: progress survives
+        write_json(out / "comparison.json", result.to_dict())  # after every strategy: progress survives
     scored = [e for e in result.strategies if e["mean"].get("val_accuracy") is not None]
     result.best = max(scored, key=lambda e: e["mean"]["val_accuracy"])["strategy"] if scored else None
-    _write_json(out / "comparison.json", result.to_dict())
+    write_json(out / "comparison.json", result.to_dict())
     return result
 
 

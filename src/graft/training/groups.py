@@ -3,13 +3,13 @@ folded into their convolutions, and the helpers that reset or keep the starting 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from graft.files import replacing
 from graft.models import Backbone
 
 ADAPTER = -2
@@ -98,10 +98,8 @@ def _reinitialize(module: nn.Module, seed: int) -> None:
 def _save_start(run_dir: Path, weights: dict[str, torch.Tensor]) -> None:
     from safetensors.torch import save_file
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / ".start.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
-    os.replace(tmp, run_dir / "checkpoints" / "start.safetensors")
+    with replacing(run_dir / "checkpoints" / "start.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
 
 
 def _load_start(run_dir: Path) -> dict[str, np.ndarray]:

@@ -1,7 +1,7 @@
 """Classification metrics from predictions: accuracy, balanced accuracy, macro F1, per-class table, confusion.
 
 :func:`classification_report` turns class indices (true and predicted) into a :class:`Metrics`, a frozen
-dataclass that round-trips through JSON, prints as a table (:meth:`Metrics.render`) and draws as a PNG
+dataclass that round-trips through JSON and prints as a table (:meth:`Metrics.render`); graft.report.plots draws it as a PNG
 (:func:`plot_confusion`). :func:`predict_classes` gets the indices from a network and a DataLoader.
 
 Only :func:`predict_classes` needs torch; it imports it when called, so the rest works on arrays alone.
@@ -14,12 +14,9 @@ confusion: (C, C), rows = true class, columns = predicted class, in ``label_name
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from io import StringIO
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +25,6 @@ from graft.errors import GraftError, LabelError, ShapeError
 from graft.jsonable import JsonSerializable
 from graft.validation import label_names as check_label_names
 
-MAX_ANNOTATED_CLASSES = 20
 
 
 @dataclass(frozen=True)
@@ -192,64 +188,6 @@ def _describe(arr: np.ndarray, bad: np.ndarray) -> str:
 def _plain(value: Any) -> Any:
     value = value.item() if hasattr(value, "item") else value
     return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def plot_confusion(metrics: Metrics, path: str | Path) -> Path:
-    """Draw the confusion matrix as a PNG: colors are row-normalized (recall), cells show the counts.
-
-    Counts are written in the cells when there are at most 20 classes. The file is written atomically (a
-    temporary file in the same folder, then renamed), so ``path`` never holds half a picture.
-    """
-    if not isinstance(metrics, Metrics):
-        raise GraftError("a Metrics (from classification_report)", type(metrics).__name__,
-                         "pass classification_report(y_true, y_pred, label_names)")
-    path = Path(path).expanduser()
-    if path.suffix.lower() != ".png":
-        raise GraftError("a path ending in .png", str(path), f"write to {path.with_suffix('.png')}")
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    names = metrics.label_names
-    counts = metrics.confusion_matrix
-    rows = counts.sum(1, keepdims=True)
-    fractions = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0)
-    n = len(names)
-    side = min(max(4.5, 0.45 * n + 2.5), 30.0)
-    fig, ax = plt.subplots(figsize=(side + 1.2, side))
-    try:
-        image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
-        ax.set_xticks(range(n), labels=names, rotation=45, ha="right", rotation_mode="anchor",
-                      fontsize=8 if n > 10 else 10)
-        ax.set_yticks(range(n), labels=names, fontsize=8 if n > 10 else 10)
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("true class")
-        ax.set_title(f"accuracy {metrics.accuracy:.3f}, balanced {metrics.balanced_accuracy:.3f} "
-                     f"({metrics.num_samples} samples)")
-        if n <= MAX_ANNOTATED_CLASSES:
-            for i in range(n):
-                for j in range(n):
-                    if counts[i, j]:
-                        ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8 if n > 10 else 10,
-                                color="white" if fractions[i, j] > 0.5 else "black")
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def predict_classes(module: Any, loader: Any, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:

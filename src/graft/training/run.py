@@ -3,7 +3,7 @@
 Run folder (``runs/NAME``): ``config.json`` (what was asked: strategy, epochs, budget, seed, the starting
 weights' digest, the data's fingerprint), ``plan.json``, ``history.jsonl`` (one line per epoch), ``checkpoints/``
 (``last`` and ``best``: safetensors + JSON state; ``start.safetensors`` for L2-SP), ``metrics.json`` and
-``confusion.png`` (the final evaluation), ``model.safetensors`` (the adapted network with its plan and label
+``confusion.png`` (the final evaluation; confusion.png is drawn by graft.report from metrics.json), ``model.safetensors`` (the adapted network with its plan and label
 names: :func:`load_run` rebuilds it from this file alone) and ``run.json`` (:class:`RunRecord`).
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,7 +19,8 @@ from torch import nn
 from graft.data import Data
 from graft.data.transforms import BatchPreprocess, Preprocess
 from graft.errors import GraftError
-from graft.features.cache import graft_version, weights_digest
+from graft.files import write_json
+from graft.fingerprint import graft_version, weights_digest
 from graft.jsonable import JsonSerializable
 from graft.models import Backbone
 from graft.strategy.spec import Strategy, parse_strategy
@@ -52,12 +52,6 @@ class RunRecord(JsonSerializable):
     total_params: int
     label_names: tuple[str, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def parse_budget(value: str | float | int | None) -> float | None:
@@ -132,9 +126,9 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
                              "resume with the original model, data and options, or start a new run (another out=)")
     else:
         out.mkdir(parents=True, exist_ok=True)
-        _write_json(config_path, config)
+        write_json(config_path, config)
         if plan is not None:
-            _write_json(out / "plan.json", plan.to_dict())
+            write_json(out / "plan.json", plan.to_dict())
     trainer = Trainer(backbone, data, strategy, out, epochs=epochs, batch_size=batch_size, seed=seed,
                       budget=seconds, patience=patience, plateau=plateau, log=log, progress=progress)
     state = trainer.run(resume=resume)
@@ -153,7 +147,7 @@ class _OwnFit:
 
     def write_json(self, name: str, obj) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        _write_json(self.out / name, obj)
+        write_json(self.out / name, obj)
 
     def evaluate(self, model: Backbone):
         split = "test" if "test" in self.data.splits else self.eval_split
@@ -215,22 +209,22 @@ def _finish(trainer: Trainer, state, backbone: Backbone, data: Data, out: Path, 
                        final_accuracy=None if metrics is None else metrics.accuracy,
                        final_macro_f1=None if metrics is None else metrics.macro_f1, trainable_params=trainable,
                        total_params=total, label_names=tuple(data.spec.label_names), notes=tuple(notes))
-    _write_json(out / "run.json", record.to_dict())
+    write_json(out / "run.json", record.to_dict())
     return record
 
 
 def evaluate(backbone: Backbone, data: Data, split: str, out: Path, device="cpu"):
-    """The final evaluation of a run on ``data[split]``: ``out/metrics.json`` and ``out/confusion.png``; the
+    """The final evaluation of a run on ``data[split]``: ``out/metrics.json`` (graft.report.plots.plot_run draws
+    ``confusion.png`` from it); the
     :class:`~graft.training.metrics.Metrics`."""
-    from graft.training.metrics import classification_report, plot_confusion, predict_classes
+    from graft.training.metrics import classification_report, predict_classes
 
     inp = backbone.spec.input
     loader = data.loader(split, data.inference_batch_size(split, device), shuffle=False)
     y_true, y_pred = predict_classes(nn.Sequential(BatchPreprocess(Preprocess(inp.mean, inp.std, None)), backbone.module),
                                      loader)
     metrics = classification_report(y_true, y_pred, data.spec.label_names)
-    _write_json(out / "metrics.json", {"split": split, **metrics.to_dict()})
-    plot_confusion(metrics, out / "confusion.png")
+    write_json(out / "metrics.json", {"split": split, **metrics.to_dict()})
     return metrics
 
 

@@ -43,7 +43,7 @@ class ZooEntry:
 def _cifar(depth: int, file: str) -> ZooEntry:
     return ZooEntry(
         name=f"cifar_resnet{depth}",
-        build=lambda num_classes=10, in_chans=3, **kw: CifarResNet(depth, num_classes=num_classes, in_chans=in_chans),
+        build=lambda num_classes=10, in_chans=3: CifarResNet(depth, num_classes=num_classes, in_chans=in_chans),
         input_size=(32, 32),
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
