@@ -105,3 +105,9 @@ def pets_npz(tmp_path) -> Path:
     np.savez(path, x=rng.integers(0, 256, (12, 28, 28), dtype=np.uint8), y=np.arange(12) % 3,
              label_names=np.array(["dog", "lizard", "cat"]))
     return path
+
+
+@pytest.fixture
+def shades(tmp_path):
+    """150 grey 12x12 images of 3 classes told apart by brightness, with a test split (tests/conftest.py)."""
+    return write_shades(tmp_path / "shades.npz", 150, 120, step=40)

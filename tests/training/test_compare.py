@@ -16,15 +16,8 @@ from graft.strategy import parse_strategy
 from graft.strategy.advisor import Advice
 from graft.training.budget import StepTimes
 from graft.training.compare import check_splits, plan_budget
-from tests.conftest import write_shades
 
 RANDOM = {"pretrained": False}
-
-
-@pytest.fixture
-def shades(tmp_path):
-    """150 grey 12x12 images of 3 classes told apart by brightness, with a test split."""
-    return write_shades(tmp_path / "shades.npz", 150, 120, step=40)
 
 
 def test_compare_runs_every_strategy_on_the_same_splits(tmp_path, shades):

@@ -17,14 +17,8 @@ from graft.features.extract import extract_features
 from graft.measures.multilayer import narrow
 from graft.models import Backbone
 from graft.surgery.multilayer import MultilayerHead, MultilayerModel, narrow_tensor
-from tests.conftest import write_shades
 
 RANDOM = {"pretrained": False}
-
-
-@pytest.fixture
-def shades(tmp_path):
-    return write_shades(tmp_path / "shades.npz", 150, 120, step=40)
 
 
 @pytest.mark.parametrize("d, width", [(7, 3), (16, 16), (64, 10), (1280, 256), (300, 100)])
