@@ -119,9 +119,9 @@ def main() -> None:
     for name, backbone, bare, target in surgery_cases:
         size = target["input_size"]
         t_fwd = _forward_time(bare, (1, 3, *size), max(reps, FORWARD_REPEATS))
-        t_plan, runs_plan = median_time(lambda: graft.plan_surgery(backbone, **target), reps)
+        t_plan, runs_plan = median_time(lambda b=backbone, t=target: graft.plan_surgery(b, **t), reps)
         plan = graft.plan_surgery(backbone, **target)
-        t_apply, runs_apply = median_time(lambda: plan.apply(backbone), reps)
+        t_apply, runs_apply = median_time(lambda p=plan, b=backbone: p.apply(b), reps)
         grafted = plan.apply(backbone)
         with torch.inference_mode():
             out_shape = tuple(grafted.module.eval()(torch.zeros(1, target["in_chans"], *size)).shape)

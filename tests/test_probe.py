@@ -148,6 +148,7 @@ def test_the_probe_command_refuses_a_plot_without_a_folder(capsys, pets_npz):
 
 # ---------------------------------------------------------------- real networks, real data
 
+@pytest.mark.slow
 @pytest.mark.shared
 def test_cifar_resnet20_on_mnist_digits(tmp_path):
     weights = shared_file("weights", "resnet20-12fca82f.th")

@@ -71,7 +71,7 @@ def _mnist_subset(path: Path, train: int, test: int, offset: int = 0, *, split: 
 
 
 def _digits(cwd: Path) -> None:
-    _mnist_subset(cwd / "digits.npz", train=500, test=200)
+    _mnist_subset(cwd / "digits.npz", train=300, test=100)  # small: the blocks train on it within the slow step
 
 
 def _more_digits(cwd: Path) -> None:
@@ -115,6 +115,7 @@ SETUP = {  # heading -> what to put in the folder before the block runs (every e
         _weights("resnet20-12fca82f.th"), _digits, _more_digits],
     "The advisor and the evidence: `advise`, `compare`, `--strategy auto`, `report.html`": [
         _weights("resnet20-12fca82f.th"), _digits],
+    "One workflow, strategies as plug-ins": [_weights("resnet20-12fca82f.th"), _digits],
 }
 
 BLOCKS = python_blocks(README.read_text(encoding="utf-8"))

@@ -284,6 +284,7 @@ def test_fsdd_without_a_fixed_duration_pads_every_split_to_the_same_longest_clip
     _check_splits(data)  # train and test share one number of frames
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 def test_fsdd_full_folder():
     data = describe_data(shared_file("data", "fsdd", "recordings"), labels="speaker")

@@ -33,8 +33,10 @@ def test_option_a_shortcut_has_no_parameters():
 
 
 @pytest.mark.shared
-@pytest.mark.parametrize("depth, file", [(20, "resnet20-12fca82f.th"), (32, "resnet32-d509ac18.th"),
-                                         (44, "resnet44-014dd654.th"), (56, "resnet56-4bfd9763.th")])
+@pytest.mark.parametrize("depth, file", [(20, "resnet20-12fca82f.th"),
+                                         pytest.param(32, "resnet32-d509ac18.th", marks=pytest.mark.slow),
+                                         pytest.param(44, "resnet44-014dd654.th", marks=pytest.mark.slow),
+                                         pytest.param(56, "resnet56-4bfd9763.th", marks=pytest.mark.slow)])
 def test_real_checkpoints_load_strictly_and_classify_cifar(depth, file):
     backbone = load_model(shared_file("weights", file))
     assert backbone.spec.name == f"cifar_resnet{depth}"

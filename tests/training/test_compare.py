@@ -20,6 +20,7 @@ from graft.training.compare import check_splits, plan_budget
 RANDOM = {"pretrained": False}
 
 
+@pytest.mark.slow
 def test_compare_runs_every_strategy_on_the_same_splits(tmp_path, shades):
     out = tmp_path / "cmp"
     result = compare("cifar_resnet20", shades, out, strategies="linear,partial:1,full,partial:99", budget=60,
@@ -78,6 +79,7 @@ def test_a_dataset_too_small_to_split(tmp_path):
                 load_options=RANDOM)
 
 
+@pytest.mark.slow
 def test_auto_settles_an_ambiguous_advice_with_trials(tmp_path, shades):
     out = tmp_path / "auto"
     record = fine_tune("cifar_resnet20", shades, out, strategy="auto", budget=45, margin=10.0, load_options=RANDOM,
@@ -102,6 +104,7 @@ def test_auto_settles_an_ambiguous_advice_with_trials(tmp_path, shades):
     assert graft.load_run(out).spec.label_names == ("dark", "grey", "light")
 
 
+@pytest.mark.slow
 def test_auto_fits_the_shortest_run_when_the_measurements_took_the_budget(tmp_path, shades):
     said = []
     record = fine_tune("cifar_resnet20", shades, tmp_path / "auto", strategy="auto", budget=0.5, load_options=RANDOM,
@@ -112,6 +115,7 @@ def test_auto_fits_the_shortest_run_when_the_measurements_took_the_budget(tmp_pa
     assert any("took" in m and "of the 0.5 s budget" in m and "for its minimum" in m for m in said), said
 
 
+@pytest.mark.slow
 def test_auto_runs_no_trials_on_a_validation_split_too_small_to_decide_them(tmp_path, shades):
     said = []
     record = fine_tune("cifar_resnet20", shades, tmp_path / "auto", strategy="auto", budget=20, margin=10.0,

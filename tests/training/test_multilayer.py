@@ -95,6 +95,7 @@ def test_the_fit_command_with_the_multilayer_strategy(tmp_path, shades, capsys):
     assert again == 2 and "already holds a run" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_compare_runs_multilayer_beside_the_other_strategies(tmp_path, shades):
     from graft.api import compare
 
