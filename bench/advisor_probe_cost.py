@@ -1,4 +1,4 @@
-"""What the multilayer candidate costs the advisor: ``graft.pipeline.advise`` with and without the multilayer probe.
+"""What the multilayer candidate costs the advisor: ``graft.advise`` with and without the multilayer probe.
 
 On the eight tasks of bench/advisor_regret.py, the same process times three arms in rotating order over
 ``--repeats`` rounds: ``advise(multilayer=False)`` (the baseline: per-layer probes, LogME, similarity),
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, markdown_table, parse_args, write_json  # noqa: E402
 from advisor_regret import _tasks  # noqa: E402
 
-from graft.pipeline import advise  # noqa: E402
+from graft import advise  # noqa: E402
 
 
 def _extra(p):

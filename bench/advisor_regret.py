@@ -1,12 +1,12 @@
 """The advisor, measured: ``--strategy auto`` against the oracle (every strategy run) and fixed recipes.
 
 Eight transfer tasks built from ../shared (images, audio spectrograms, time series; 40 to 8000 training
-samples; the last two are bench/multilayer.py's smallest size). On each, ``graft.pipeline.compare`` runs every
+samples; the last two are bench/multilayer.py's smallest size). On each, ``graft.compare`` runs every
 strategy (linear, partial:1, partial:2, lp-ft, two-phase, full, scratch, multilayer) with ``--per-strategy``
 seconds each (3x that on the 10000-image CIFAR-10 task, where one epoch of ``full`` takes longer than 30 s) on the
 same splits: the oracle is the best test accuracy among them, and the fixed recipes are its ``linear``,
 ``two-phase``, ``full`` and ``multilayer`` rows. Then
-``graft.pipeline.fit_auto`` (probe, advise, trials when ambiguous, fit) runs on the same splits with a budget of
+``graft.fine_tune(strategy="auto")`` (probe, advise, trials when ambiguous, fit) runs on the same splits with a budget of
 ``--auto-share`` of the comparison's wall time (what running every strategy took, which is less than its budget
 when strategies stop early or hit ``max_epochs``). Reported per task: the test accuracy of each, the regret of
 auto against the oracle (points), and auto's wall time as a fraction of the comparison's.
@@ -33,7 +33,8 @@ from _common import CIFAR_RESNETS, MOBILENETV2_FILE, environment, markdown_table
 
 import graft  # noqa: E402
 from graft.data import Data, load_data  # noqa: E402
-from graft.pipeline import compare, fit_auto  # noqa: E402
+from graft import compare, fine_tune  # noqa: E402
+from graft.strategy.advisor import Advice  # noqa: E402
 
 STRATEGIES = ("linear", "partial:1", "partial:2", "lp-ft", "two-phase", "full", "scratch", "multilayer")
 FIXED = ("linear", "two-phase", "full", "multilayer")
@@ -162,8 +163,10 @@ def main() -> None:
                 oracle_by_val, dropped = oracle.best, oracle.dropped
             t0 = time.perf_counter()
             # auto's budget: a share of what running every strategy actually took (some finish under their shares)
-            record, advice = fit_auto(model, data, tmp / f"auto{number}", budget=all_seconds * args.auto_share,
-                                      target=keep, load_options=load_options, progress=False)
+            record = fine_tune(model, data, tmp / f"auto{number}", strategy="auto",
+                               budget=all_seconds * args.auto_share, target=keep, load_options=load_options,
+                               progress=False)
+            advice = Advice.from_json((tmp / f"auto{number}" / "advice.json").read_text())
             auto_seconds = time.perf_counter() - t0
             best = max((k for k in test if test[k] is not None), key=lambda k: test[k])
             entry = {"task": name, "train": len(data["train"]), "val": len(data["val"]), "test": len(data["test"]),

@@ -52,6 +52,7 @@ def demo(tmp_path_factory):
     return proc, out
 
 
+@pytest.mark.slow
 def test_demo_exits_0_and_writes_the_run_folder(demo):
     proc, out = demo
     assert proc.returncode == 0, proc.stderr
@@ -64,6 +65,7 @@ def test_demo_exits_0_and_writes_the_run_folder(demo):
         assert stage in proc.stdout, stage
 
 
+@pytest.mark.slow
 def test_demo_measurements(demo):
     _, out = demo
     summary = json.loads((out / "demo.json").read_text())
@@ -79,6 +81,7 @@ def test_demo_measurements(demo):
     assert summary["test_accuracy"] > 0.5  # a trained head, far above chance (0.1)
 
 
+@pytest.mark.slow
 def test_demo_writes_plan_spec_and_dataset_as_json(demo):
     _, out = demo
     plan = graft.SurgeryPlan.from_json((out / "plan.json").read_text())
@@ -356,3 +359,85 @@ def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
     (tmp_path / "mine.txt").write_text("keep me")
     assert main(["demo", "--out", str(tmp_path)]) == 2
     assert "other files" in " ".join(capsys.readouterr().err.split()) and (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+# -- the parser: option groups defined once ----------------------------------------------------------------
+
+def _subcommands() -> dict:
+    import argparse
+
+    from graft.cli import build_parser
+
+    parser = build_parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def _group(add) -> dict:
+    """dest -> action of the options that ``add`` (a group function of graft.cli.options) declares."""
+    import argparse
+
+    reference = argparse.ArgumentParser(add_help=False)
+    add(reference)
+    return {a.dest: a for a in reference._actions}
+
+
+def _declared(action) -> tuple:
+    return (action.option_strings, action.help, action.choices, action.type, action.nargs)
+
+
+@pytest.mark.parametrize("group, commands", [
+    ("data", {"data", "pretrain", "probe", "fit", "compare", "advise", "predict", "plan"}),
+    ("model", {"inspect", "data", "probe", "fit", "compare", "advise", "plan"}),
+])
+def test_every_subcommand_shares_the_option_group(group, commands):
+    from graft.cli import options
+
+    add = {"data": options.add_data_options, "model": options.add_model_options}[group]
+    reference = _group(add)
+    first = next(iter(reference))  # the dataset or network itself: a positional or --data/--model
+    having = {}
+    for name, sub in _subcommands().items():
+        actions = {a.dest: a for a in sub._actions if a.dest in reference and (a.option_strings or a.dest == first)}
+        if set(actions) - {first}:
+            having[name] = actions
+    assert set(having) == commands
+    for name, actions in having.items():
+        assert set(actions) == set(reference), (name, set(reference) ^ set(actions))
+        for dest, action in actions.items():
+            if dest == first:
+                assert action.help.endswith(reference[dest].help), (name, dest)
+            else:
+                assert _declared(action) == _declared(reference[dest]), (name, dest)
+
+
+def test_each_command_keeps_its_default_validation_fraction():
+    defaults = {name: sub.get_default("val") for name, sub in _subcommands().items() if sub.get_default("val") is not None}
+    assert defaults == {"data": 0.0, "pretrain": 0.0, "probe": 0.0, "plan": 0.0, "predict": 0.0,
+                        "fit": 0.1, "compare": 0.1, "advise": 0.1}
+
+
+def test_every_subcommand_has_one_handler_and_the_same_json_flag():
+    from graft.cli.options import JSON_HELP
+
+    subs = _subcommands()
+    assert all(callable(sub.get_default("handler")) for sub in subs.values())
+    with_json = {name for name, sub in subs.items() if any(a.dest == "json" for a in sub._actions)}
+    assert with_json == {"inspect", "data", "probe", "fit", "compare", "advise", "plan"}
+    assert all(a.help == JSON_HELP for sub in subs.values() for a in sub._actions if a.dest == "json")
+
+
+def test_main_turns_an_interrupt_into_exit_130(monkeypatch, capsys):
+    import graft.cli.network
+
+    def interrupted(args, console):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(graft.cli.network, "inspect", interrupted)
+    assert main(["inspect", "cifar_resnet20"]) == 130 and "interrupted" in capsys.readouterr().err
+
+
+def test_an_error_message_is_printed_as_written(capsys):
+    """GraftError text goes out verbatim: brackets in it are not taken for rich markup."""
+    rc, out, err = graft_call(capsys, "plan", "cifar_resnet20", "--weights", ASSET, "--labels", "x,y", "--label-map",
+                              "[red]z")
+    assert rc == 2 and out == "" and "[red]z" in err

@@ -15,6 +15,7 @@ def shades(tmp_path):
     return write_shades(tmp_path / "shades.npz", 120, 90, seed=1, step=40, labels=("dark", "grey", "<b>light</b>"))
 
 
+@pytest.mark.slow
 def test_compare_prints_a_table_and_writes_the_evidence(tmp_path, shades, capsys):
     out = tmp_path / "cmp"
     code = main(["compare", "cifar_resnet20", "--random", "--data", str(shades), "--strategies", "linear,full",
@@ -24,6 +25,17 @@ def test_compare_prints_a_table_and_writes_the_evidence(tmp_path, shades, capsys
     assert (out / "report.html").is_file() and "&lt;b&gt;light&lt;/b&gt;" in (out / "report.html").read_text()
     (out / "report.html").unlink()
     assert main(["report", str(out)]) == 0 and (out / "report.html").is_file()
+
+
+def test_compare_json_prints_the_comparison_alone(tmp_path, shades, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "cifar_resnet20", "--random", "--data", str(shades), "--strategies", "linear",
+                 "--budget", "30s", "--max-epochs", "1", "--out", str(out), "--json"]) == 0
+    text, err = capsys.readouterr()
+    result = json.loads(text)  # stdout is the JSON and nothing else
+    assert result == json.loads((out / "comparison.json").read_text())
+    assert [e["strategy"] for e in result["strategies"]] == ["linear"] and result["best"] == "linear"
+    assert "best on validation" in err  # the table and messages went to stderr
 
 
 def test_advise_prints_reasons_and_json(tmp_path, shades, capsys):
@@ -46,6 +58,7 @@ def test_advise_prints_reasons_and_json(tmp_path, shades, capsys):
     assert "multilayer_accuracy" not in advice["measurements"]
 
 
+@pytest.mark.slow
 def test_fit_auto_from_the_command_line(tmp_path, shades, capsys):
     run = tmp_path / "auto"
     code = main(["fit", "cifar_resnet20", "--random", "--data", str(shades), "--strategy", "auto", "--epochs", "2",

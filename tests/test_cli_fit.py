@@ -40,6 +40,19 @@ def test_fit_then_predict(tmp_path, digits, capsys):
     assert again.accuracy == pytest.approx(metrics["accuracy"])
 
 
+def test_fit_json_prints_the_run_record_alone(tmp_path, digits, capsys):
+    from graft.training.run import RunRecord
+
+    run = tmp_path / "r"
+    assert main(["fit", "cifar_resnet20", "--random", "--data", str(digits), "--strategy", "full", "--epochs", "1",
+                 "--out", str(run), "--json"]) == 0
+    out, err = capsys.readouterr()
+    record = RunRecord.from_json(out)  # stdout is the JSON and nothing else
+    assert record == RunRecord.from_json((run / "run.json").read_text())
+    assert record.strategy == "full" and record.epochs_run == 1
+    assert "epoch   1 [everything]" in err and "run folder:" in err  # the lines for people went to stderr
+
+
 def test_fit_resume_after_an_interruption(tmp_path, digits, capsys):
     run = tmp_path / "r"
     args = ["fit", "cifar_resnet20", "--random", "--data", str(digits), "--strategy", "linear", "--epochs", "2",
@@ -68,6 +81,7 @@ def test_predict_on_an_unfinished_run(tmp_path, digits, capsys):
     assert "a finished run folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_a_run_and_run_the_file(tmp_path, digits, capsys):
     from graft.export import load_exported
 
@@ -84,6 +98,7 @@ def test_export_a_run_and_run_the_file(tmp_path, digits, capsys):
     assert main(["export", str(run), "--format", "torchscript"]) == 0 and (run / "model.pt").is_file()
 
 
+@pytest.mark.slow
 def test_continue_a_finished_run_on_new_data(tmp_path, digits, capsys):
     """A finished run is a model: `graft fit RUN --data NEW` grafts it again (classes kept by name), and the
     result reloads from its folder alone, through both plans, twice over."""
@@ -105,6 +120,7 @@ def test_continue_a_finished_run_on_new_data(tmp_path, digits, capsys):
     capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill(tmp_path, digits):
     """SIGKILL a real `graft fit` process mid-run (wherever it is: mid-epoch or mid-write), resume it, and end
     with exactly the weights of a run that was never interrupted."""

@@ -29,7 +29,7 @@ from graft.strategy.advisor import Advice
 from graft.surgery import SurgeryPlan, Target
 from graft.surgery import plan_surgery as _plan_surgery
 from graft.surgery.saving import load_model, save_model
-from graft.training.compare import DEFAULT_STRATEGIES, Comparison
+from graft.training.compare import Comparison
 from graft.training.run import RunRecord, load_run
 from graft.workflow import PROBE_SAMPLES, Workflow, as_backbone, as_data, target_from_data
 
@@ -44,16 +44,20 @@ def describe_model(source, load_options: LoadOptions | dict | None = None, **fie
 
 
 def plan_surgery(model, target: Target | None = None, *, data: Data | DatasetSpec | str | Path | None = None,
-                 load_options: LoadOptions | dict | None = None, **target_fields) -> SurgeryPlan:
+                 load_options: LoadOptions | dict | None = None, data_options: DataOptions | dict | None = None,
+                 **target_fields) -> SurgeryPlan:
     """Plan the surgery that takes ``model`` to ``target``, or to the shape and classes of ``data``.
 
     ``model`` is a Backbone or anything :func:`load_model` accepts (with ``load_options``); the target is a
-    :class:`Target`, its fields as keyword arguments, or a dataset whose fields the keywords override.
+    :class:`Target`, its fields as keyword arguments, or a dataset (read with ``data_options`` when it is a path)
+    whose fields the keywords override.
     """
     backbone = as_backbone(model, load_options)
     if data is not None:
         if target is not None:
             raise GraftError("a target or a dataset, not both", "both", "pass data=... and override fields by name")
+        if not isinstance(data, (Data, DatasetSpec)):
+            data = as_data(data, data_options)
         target = target_from_data(data, **target_fields)
         target_fields = {}
     return _plan_surgery(backbone, target, **target_fields)
@@ -124,11 +128,12 @@ def advise(model, data, *, out: str | Path | None = None, target: dict | None = 
     return workflow.advise(out, max_samples=max_samples, multilayer=multilayer, margin=margin)
 
 
-def compare(model, data, out: str | Path, *, strategies=DEFAULT_STRATEGIES, budget="15m", seeds=(0,),
+def compare(model, data, out: str | Path, *, strategies=None, budget="15m", seeds=(0,),
             batch_size: int = 32, max_epochs: int = 30, target: dict | None = None,
             load_options: LoadOptions | dict | None = None, data_options: DataOptions | dict | None = None, log=None,
             report: bool = True, **strategy_options) -> Comparison:
-    """Run ``strategies`` on the same splits with equal shares of ``budget``; comparison.json, plots, report.html."""
+    """Run ``strategies`` (default: the registry's default comparison, graft.strategy.default_comparison()) on the
+    same splits with equal shares of ``budget``; comparison.json, plots, report.html."""
     seeds = tuple(seeds)
     workflow = Workflow(model, data, load_options=load_options, data_options=data_options, target=target,
                         budget=budget, batch_size=batch_size, seed=seeds[0] if seeds else 0, log=log)

@@ -40,7 +40,7 @@ from graft.surgery import SurgeryPlan, Target
 from graft.surgery import plan_surgery as _plan_surgery
 from graft.surgery.saving import load_model
 from graft.training.budget import epochs_for_budget, least_epochs, measure_step_times, strategy_seconds
-from graft.training.compare import DEFAULT_STRATEGIES, Comparison, check_splits
+from graft.training.compare import Comparison, check_splits
 from graft.training.compare import compare as _compare
 from graft.training.run import RunRecord, parse_budget
 from graft.training.run import fine_tune as _fine_tune
@@ -214,7 +214,7 @@ class Workflow:
             write_json(Path(out) / "advice.json", advice)
         return advice
 
-    def compare(self, out: str | Path, *, strategies=DEFAULT_STRATEGIES, seeds=(0,), max_epochs: int = 30,
+    def compare(self, out: str | Path, *, strategies=None, seeds=(0,), max_epochs: int = 30,
                 report: bool = True, **strategy_options) -> Comparison:
         """Run ``strategies`` on the same splits with equal shares of the budget (default 15 minutes);
         comparison.json, plots, report.html. See :func:`graft.compare`."""

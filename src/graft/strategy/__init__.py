@@ -5,6 +5,7 @@ from graft.strategy import builtin  # noqa: F401  (registers the built-in strate
 from graft.strategy.registry import (
     FitContext,
     StrategyDefinition,
+    default_comparison,
     get_strategy,
     register_strategy,
     registered_strategies,
@@ -13,6 +14,6 @@ from graft.strategy.registry import (
 )
 from graft.strategy.spec import Phase, Strategy, describe_strategies, parse_strategy, phases
 
-__all__ = ["FitContext", "Phase", "Strategy", "StrategyDefinition", "describe_strategies", "get_strategy",
+__all__ = ["FitContext", "Phase", "Strategy", "StrategyDefinition", "default_comparison", "describe_strategies", "get_strategy",
            "parse_strategy", "phases", "register_strategy", "registered_strategies", "strategy_names",
            "unregister_strategy"]

@@ -13,7 +13,8 @@ registry names one (the way timm registers its models and PEFT its methods):
   such as ``multilayer``) is not taken yet, so the probe can skip that measurement when it cannot change the advice;
 - ``least_epochs``, ``solved`` (a head solved in one pass: no epochs to run short of, one trial is enough),
   ``unfreeze`` (which blocks the advice lists: ``all``, ``above`` the best probe layer, or ``none``), ``tap_layer``
-  (the advice names the probe layer the head reads).
+  (the advice names the probe layer the head reads), ``compared`` (the labels it runs as in a default
+  ``graft compare``).
 
 Adding a strategy is one new module that calls :func:`register_strategy` at import, plus its import in
 ``graft/strategy/builtin/__init__.py`` (or, for a strategy of your own, importing your module before use;
@@ -69,6 +70,7 @@ class StrategyDefinition:
     solved: bool = False
     unfreeze: str = "none"
     tap_layer: bool = False  # the advice names the layer its head reads (the best probe layer)
+    compared: tuple[str, ...] = ()  # how it appears in a default comparison (``graft compare``), e.g. partial:1
     fit: Callable[[FitContext], Any] | None = None
     prior: Callable[..., tuple[str, float, str] | None] | None = None
     measure: str | None = None  # an optional measurement of the probe that the prior needs
@@ -123,3 +125,8 @@ def get_strategy(name: str) -> StrategyDefinition:
 def strategy_names() -> list[str]:
     """Names as written on the command line (``partial:K`` for those that take a number of blocks)."""
     return [f"{d.name}:K" if d.takes_k else d.name for d in registered_strategies().values()]
+
+
+def default_comparison() -> tuple[str, ...]:
+    """The strategies ``compare`` runs when none are named: each definition's ``compared`` labels, in order."""
+    return tuple(label for d in registered_strategies().values() for label in d.compared)

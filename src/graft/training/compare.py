@@ -23,13 +23,13 @@ from graft.data import Data
 from graft.errors import GraftError
 from graft.files import write_json
 from graft.models import Backbone
+from graft.strategy.registry import default_comparison
 from graft.strategy.spec import Strategy, parse_strategy, phases
 from graft.surgery.plan import SurgeryPlan
 from graft.training.budget import (StepTimes, epochs_for_budget, least_epochs, measure_step_times,
                                   strategy_seconds)
 from graft.training.run import RunRecord, fine_tune, load_run
 
-DEFAULT_STRATEGIES = ("linear", "partial:1", "partial:2", "lp-ft", "full", "scratch")
 METRICS = ("val_accuracy", "test_accuracy", "macro_f1", "train_seconds", "latency_ms")
 MIN_PER_CLASS = 2  # a split needs this many samples of every class in train (and 1 in val)
 
@@ -144,7 +144,7 @@ def plan_budget(strategies: list[Strategy], times: StepTimes, budget: float, see
     return epochs, dropped, share
 
 
-def compare(backbone: Backbone, data: Data, plan: SurgeryPlan, out: str | Path, *, strategies=DEFAULT_STRATEGIES,
+def compare(backbone: Backbone, data: Data, plan: SurgeryPlan, out: str | Path, *, strategies=None,
             budget: float = 900.0, seeds=(0,), batch_size: int = 32, max_epochs: int = 30, log=None,
             progress: bool = False, grafted: Backbone | None = None, times: StepTimes | None = None,
             **strategy_options) -> Comparison:
@@ -158,6 +158,7 @@ def compare(backbone: Backbone, data: Data, plan: SurgeryPlan, out: str | Path, 
     out = Path(out)
     say = log or (lambda message: None)
     seeds = list(seeds)
+    strategies = default_comparison() if strategies is None else strategies
     check_splits(data)
     parsed, dropped = [], []
     grafted = grafted if grafted is not None else plan.apply(backbone)

@@ -20,4 +20,4 @@ def prior_full(s, e):
 
 FULL = register_strategy(StrategyDefinition(
     "full", "fine-tune everything, lower learning rates for lower blocks (layer-wise decay), warm-up", compile_full,
-    unfreeze="all", prior=prior_full))
+    unfreeze="all", prior=prior_full, compared=("full",)))

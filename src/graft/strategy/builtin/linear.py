@@ -24,4 +24,4 @@ def prior_linear(s, e):
 
 LINEAR = register_strategy(StrategyDefinition(
     "linear", "only the head, the body frozen: a logistic regression on the features, solved by L-BFGS",
-    compile_linear, solved=True, tap_layer=True, prior=prior_linear))
+    compile_linear, solved=True, tap_layer=True, prior=prior_linear, compared=("linear",)))

@@ -22,4 +22,5 @@ def prior_lpft(s, e):
 
 LPFT = register_strategy(StrategyDefinition(
     "lp-ft", "a linear probe fit to convergence (L-BFGS) first, then fine-tune everything from that head as "
-    "'full' does (Kumar et al. 2022)", compile_lpft, least_epochs=2, unfreeze="all", prior=prior_lpft))
+    "'full' does (Kumar et al. 2022)", compile_lpft, least_epochs=2, unfreeze="all", prior=prior_lpft,
+    compared=("lp-ft",)))

@@ -30,4 +30,4 @@ def prior_partial(s, e):
 
 PARTIAL = register_strategy(StrategyDefinition(
     "partial", "fine-tune the top K blocks and the head, the rest frozen", compile_partial, takes_k=True,
-    unfreeze="above", prior=prior_partial))
+    unfreeze="above", prior=prior_partial, compared=("partial:1", "partial:2")))

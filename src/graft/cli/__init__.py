@@ -1,0 +1,50 @@
+"""The ``graft`` command: a thin layer over graft.api (DESIGN.md).
+
+Each subcommand is one function ``(args, console) -> int`` that calls exactly one public verb of graft.api or
+graft.demo; its parser is built by the ``add_*`` function beside it, from the option groups of
+:mod:`graft.cli.options`, and registers it as ``handler``. :func:`main` parses, dispatches, and turns a
+GraftError into ``error: ...`` on stderr (exit 2) and Ctrl-C into exit 130, in one place.
+
+Building the parser imports neither torch nor numpy: each subcommand imports its verb when it runs, so
+``graft --help`` and ``graft --version`` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.markup import escape
+
+from graft import __version__
+from graft.cli import data, demo, evidence, network, runs, train
+from graft.errors import GraftError
+
+__all__ = ["build_parser", "main"]
+
+# the subcommands, in the order `graft --help` lists them
+PARSERS = (demo.add_demo, network.add_inspect, data.add_data, train.add_pretrain, evidence.add_probe, train.add_fit,
+           evidence.add_compare, evidence.add_advise, evidence.add_report, runs.add_predict, runs.add_export,
+           network.add_plan)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="graft", description="Take a trained network to a new dataset.")
+    parser.add_argument("--version", action="version", version=f"graft {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in PARSERS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``graft ARGV`` (default: the process's arguments); the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args, Console())
+    except GraftError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted")
+        return 130

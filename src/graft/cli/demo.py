@@ -1,0 +1,22 @@
+"""``graft demo``: the main job on the embedded default network and data."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+from graft.cli.options import add_output_options
+
+
+def add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="run the main job on the embedded default (ResNet-20 -> MNIST digits)")
+    add_output_options(p, out="run folder to write (default: runs/demo)", default="runs/demo")
+    p.set_defaults(handler=demo)
+
+
+def demo(args: argparse.Namespace, console: Console) -> int:
+    from graft.demo import run_demo
+
+    run_demo(args.out, console=console)
+    return 0
