@@ -67,3 +67,29 @@ def label_names(names: object, what: str = "label names") -> tuple[str, ...]:
     if dups:
         raise LabelError(f"{what} that are all different", f"duplicates {dups}", "rename or merge the repeated classes")
     return out
+
+
+def option_fields(cls, options, overrides: dict, *, error: type[GraftError] = GraftError, what: str,
+                  example: str) -> dict:
+    """The fields of the options dataclass ``cls`` from ``options`` (an instance, a dict of its fields, or None)
+    with ``overrides`` applied; a name that is not a field is refused with the closest one (``what``: what the
+    fields are, in the message; ``example``: how to build one)."""
+    import dataclasses
+
+    if options is None:
+        fields = {}
+    elif isinstance(options, cls):
+        fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(cls)}
+    elif isinstance(options, dict):
+        fields = dict(options)
+    else:
+        raise error(f"{what} as {cls.__name__}(...) or a dict of its fields", type(options).__name__,
+                    f"pass {example}")
+    fields.update(overrides)
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in fields if k not in known]
+    if unknown:
+        hints = "; ".join(f"{k}: did you mean {suggest(k, known) or 'one of ' + ', '.join(sorted(known))}?"
+                          for k in unknown)
+        raise error(what, ", ".join(unknown), hints)
+    return fields

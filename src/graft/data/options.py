@@ -16,7 +16,7 @@ from graft.data.arrays import LAYOUTS
 from graft.data.audio import AudioFeatures
 from graft.errors import DataError
 from graft.jsonable import JsonSerializable
-from graft.validation import suggest
+from graft.validation import option_fields
 
 ON_ERROR = ("raise", "skip")
 NORMALIZE = ("none", "zscore", "minmax")
@@ -127,23 +127,8 @@ class DataOptions(JsonSerializable):
     def coerce(cls, options: DataOptions | dict | None = None, **overrides) -> DataOptions:
         """``options`` (an object, a dict of its fields, or None) with ``overrides`` applied: unknown names are
         refused with the closest known one."""
-        if options is None:
-            fields = {}
-        elif isinstance(options, DataOptions):
-            fields = options.to_kwargs()
-        elif isinstance(options, dict):
-            fields = dict(options)
-        else:
-            raise DataError("data options as DataOptions(...) or a dict of its fields", type(options).__name__,
-                            "pass graft.DataOptions(val_fraction=0.1, ...)")
-        fields.update(overrides)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = [k for k in fields if k not in known]
-        if unknown:
-            hints = "; ".join(f"{k}: did you mean {suggest(k, known) or 'one of ' + ', '.join(sorted(known))}?"
-                              for k in unknown)
-            raise DataError("data options that load_data knows", ", ".join(unknown), hints)
-        return cls(**fields)
+        return cls(**option_fields(cls, options, overrides, error=DataError, what="data options that load_data knows",
+                                   example="graft.DataOptions(val_fraction=0.1, ...)"))
 
     def to_kwargs(self) -> dict:
         """The fields as keyword arguments (the objects themselves, not their JSON form)."""

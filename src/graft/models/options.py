@@ -15,7 +15,7 @@ from pathlib import PurePath
 
 from graft.errors import GraftError
 from graft.jsonable import JsonSerializable
-from graft.validation import suggest
+from graft.validation import option_fields
 
 
 def _integer(value) -> bool:
@@ -120,24 +120,8 @@ class LoadOptions(JsonSerializable):
     def coerce(cls, options: LoadOptions | dict | None = None, **overrides) -> LoadOptions:
         """``options`` (an object, a dict of its fields, or None) with ``overrides`` applied; names that are not
         fields go into ``build`` only when they are passed as ``build``: unknown names are refused."""
-        if options is None:
-            fields = {}
-        elif isinstance(options, LoadOptions):
-            fields = options.to_kwargs()
-        elif isinstance(options, dict):
-            fields = dict(options)
-        else:
-            raise GraftError("load options as LoadOptions(...) or a dict of its fields", type(options).__name__,
-                             "pass graft.LoadOptions(weights='file.pth', ...)")
-        fields.update(overrides)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = [k for k in fields if k not in known]
-        if unknown:
-            hints = "; ".join(f"{k}: did you mean {suggest(k, known) or 'one of ' + ', '.join(sorted(known))}?"
-                              for k in unknown)
-            raise GraftError("load options that load_model knows (architecture arguments go in build={...})",
-                             ", ".join(unknown), hints)
-        return cls(**fields)
+        return cls(**option_fields(cls, options, overrides, what="load options that load_model knows (architecture "
+                                   "arguments go in build={...})", example="graft.LoadOptions(weights='file.pth', ...)"))
 
     def to_kwargs(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
