@@ -103,6 +103,7 @@ SETUP = {  # heading -> what to put in the folder before the block runs (every e
     "The questions it answers so far": [_weights("resnet56-4bfd9763.th"), _weights("resnet20-12fca82f.th"),
                                         _weights("mobilenetv2_100_imagenet.timm.safetensors")],
     "Data of every shape": [
+        _weights("resnet20-12fca82f.th"),
         _pets_and_list,
         lambda cwd: _link(cwd, "mnist.npz", "data", "mnist", "mnist.npz"),
         lambda cwd: _link(cwd, "ucr/GunPoint", "data", "ucr", "GunPoint"),
