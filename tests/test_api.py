@@ -212,3 +212,14 @@ def test_target_from_data(pets_npz):
     t = graft.target_from_data(pets_npz, num_classes=None, truncate_at="layer2.2")
     assert (t.in_chans, t.input_size, t.label_names, t.truncate_at) == (1, (28, 28), ("dog", "lizard", "cat"),
                                                                         "layer2.2")
+
+
+def test_a_workflow_whose_budget_the_earlier_stages_spent_says_so(tmp_path, pets_npz):
+    workflow = graft.Workflow("cifar_resnet20", pets_npz, load_options={"pretrained": False}, budget=0.01)
+    workflow.plan  # planning alone outlasts a budget of 10 ms
+    import time
+
+    time.sleep(0.02)
+    with pytest.raises(graft.GraftError, match="none: the earlier stages of this workflow took"):
+        workflow.fit(tmp_path / "run", strategy="linear")
+    assert not (tmp_path / "run").exists()

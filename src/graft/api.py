@@ -144,7 +144,7 @@ def compare(model, data, out: str | Path, *, strategies=None, budget="15m", seed
 def fine_tune(model, data, out: str | Path, *, strategy="full", epochs: int | None = None, budget=None,
               batch_size: int = 32, seed: int = 0, resume: bool = False, patience: int | None = None,
               plateau: int | None = None, load_options: LoadOptions | dict | None = None,
-              data_options: DataOptions | dict | None = None, target: dict | None = None, log=None, epoch_log=None,
+              data_options: DataOptions | dict | None = None, target: dict | None = None, log=None, messages=None,
               progress=True, report: bool = True, **strategy_options) -> RunRecord:
     """Adapt ``model`` to ``data`` and train it with ``strategy`` into the run folder ``out``.
 
@@ -154,13 +154,13 @@ def fine_tune(model, data, out: str | Path, *, strategy="full", epochs: int | No
     ``batchnorm=``, ``l2sp=``... tune them). ``resume=True`` continues an interrupted run; ``model`` may be a
     finished run folder, to continue training it (on new data: the plan keeps the head rows of classes it already
     knows, by name). ``strategy="auto"``: the advisor decides, and short trials settle an ambiguous advice
-    (``out/advice.json``). ``epoch_log`` receives each epoch's record (a dict), ``log`` the messages of the
-    advisor (strings). The run folder gets ``report.html`` (``report=False``: not).
+    (``out/advice.json``). ``log`` receives each epoch's record (a dict), ``messages`` what the advisor and the
+    trials have to say (strings). The run folder gets ``report.html`` (``report=False``: not).
     """
     workflow = Workflow(model, data, load_options=load_options, data_options=data_options, target=target,
-                        budget=budget, batch_size=batch_size, seed=seed, log=log)
+                        budget=budget, batch_size=batch_size, seed=seed, log=messages)
     return workflow.fit(out, strategy=strategy, epochs=epochs, resume=resume, patience=patience, plateau=plateau,
-                        epoch_log=epoch_log, progress=progress, report=report, **strategy_options)
+                        epoch_log=log, progress=progress, report=report, **strategy_options)
 
 
 def write_report(run_dir: str | Path) -> Path:

@@ -19,6 +19,13 @@ from typing import Any
 JSON_INDENT = 2
 
 
+def _file_mode() -> int:
+    """The mode an ordinary new file gets under the process's umask (0o666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` for any writer (safetensors, matplotlib, an exporter) to write to; when the
@@ -33,7 +40,7 @@ def replacing(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; what graft writes is an ordinary file
+        os.chmod(tmp, _file_mode())  # mkstemp makes it private; what graft writes is an ordinary file
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

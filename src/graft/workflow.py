@@ -27,7 +27,6 @@ import numpy as np
 from graft.data import Data, DatasetSpec
 from graft.data.options import DataOptions
 from graft.errors import GraftError
-from graft.features import FeatureSet
 from graft.features import extract_features as _extract_features
 from graft.files import write_json
 from graft.measures.summary import Measures, measure_layers
@@ -152,10 +151,12 @@ class Workflow:
               eval_split: str | None = "auto", layers=None, plot: bool = False, source_data=None,
               source_split: str = "train", input_size: tuple[int, ...] | None = None, batch_size: int | None = None,
               folds: int = 5, max_samples: int | None = None, cache_dir: str | Path | None = None,
-              choose_c: str = "cv", multilayer=True) -> Measures:
-        """Measure each layer of ``network`` (default: the network as loaded) on the data; see :func:`graft.probe`."""
+              choose_c: str = "cv", multilayer=True, seed: int | None = None) -> Measures:
+        """Measure each layer of ``network`` (default: the network as loaded) on the data; see :func:`graft.probe`.
+        ``seed`` (default: the workflow's) seeds the subsample and the probe's folds."""
         backbone = network if network is not None else self.backbone
-        data = self.data if max_samples is None else self.data.subsample(max_samples, seed=self.seed)
+        seed = self.seed if seed is None else seed
+        data = self.data if max_samples is None else self.data.subsample(max_samples, seed=seed)
         if eval_split == "auto":
             eval_split = next((s for s in ("test", "val") if s in data.splits and s != split), None)
         options = dict(layers=layers, input_size=input_size, batch_size=batch_size, cache_dir=cache_dir)
@@ -178,7 +179,7 @@ class Workflow:
             evaluated.labels() if evaluated else None, batchnorm=train.batchnorm_statistics(), logits=train.logits(),
             source_features={n: source.features(n) for n in names} if source else None,
             label_names=data.spec.label_names, model=backbone.spec.name, data=data.spec.name, train_split=split,
-            eval_split=eval_split, folds=folds, seed=self.seed, choose_c=choose_c, multilayer=multilayer,
+            eval_split=eval_split, folds=folds, seed=seed, choose_c=choose_c, multilayer=multilayer,
             progress=lambda name: say(f"measuring {name}"))
         extraction = {"extract_" + fs.split: round(fs.seconds, 3) for fs in (train, evaluated) if fs is not None}
         notes = list(dict.fromkeys(n for fs in (train, evaluated, source) if fs is not None for n in fs.notes))
@@ -206,7 +207,8 @@ class Workflow:
         if multilayer == "auto":  # take the optional measure only where a strategy that needs it could still win
             multilayer = partial(measure_skip_reason, "multilayer", samples_per_class=counts, blocks=blocks,
                                  epochs_for=epochs_for, margin=margin)
-        measures = self.probe(out, network=self.grafted, eval_split="val" if has_val else None,
+        # the advice's probe is seeded 0 whatever the run's seed: the same data gets the same advice
+        measures = self.probe(out, network=self.grafted, eval_split="val" if has_val else None, seed=0,
                               max_samples=max_samples, plot=out is not None, choose_c="eval" if has_val else "cv",
                               multilayer=multilayer)
         advice = _advise(measures, samples_per_class=counts, blocks=blocks, epochs_for=epochs_for, margin=margin)
@@ -223,12 +225,18 @@ class Workflow:
             strategies = [s.strip() for s in strategies.split(",") if s.strip()]
         out = Path(out)
         write_json(out / "plan.json", self.plan)
+        if "step_times" not in self.__dict__:
+            self.say(f"timing a few steps of {self.grafted.spec.name} to split the {self.seconds or 900.0:.0f} s budget")
         result = _compare(self.backbone, self.data, self.plan, out, strategies=strategies,
                           budget=self.seconds if self.seconds is not None else 900.0, seeds=seeds,
                           batch_size=self.batch_size, max_epochs=max_epochs, log=self.say, grafted=self.grafted,
                           times=self.step_times, **strategy_options)
         from graft.report.compare_plots import write_comparison_plots
+        from graft.report.plots import plot_run
 
+        for entry in result.strategies:  # each run's confusion.png, from its metrics.json
+            for run in entry["runs"]:
+                plot_run(run["run_dir"])
         write_comparison_plots(out, result.to_dict())
         if report:
             self.report(out)
@@ -242,6 +250,10 @@ class Workflow:
         short trials settle an ambiguous advice); see :func:`graft.fine_tune`. ``epoch_log`` receives the per-epoch
         records (dicts)."""
         out = Path(out)
+        if self.seconds is not None and not self.left() and not is_auto(strategy):
+            raise GraftError(f"time left of the {_secs(self.seconds)} budget to fit in",
+                             f"none: the earlier stages of this workflow took {_secs(self.elapsed())}",
+                             "make the fit a workflow of its own, or give this one a larger budget")
         budget = self.left()
         if is_auto(strategy):
             strategy, options, epochs, budget = self._decide(out, epochs=epochs, resume=resume, margin=margin,
@@ -250,7 +262,7 @@ class Workflow:
         record = _fine_tune(self.fresh(), self.data, out, strategy=strategy, epochs=epochs, budget=budget,
                             batch_size=self.batch_size, seed=self.seed, resume=resume, patience=patience,
                             plateau=plateau, plan=self.plan, log=epoch_log, progress=progress,
-                            times=self.step_times if self.seconds is not None and epochs is None else None,
+                            times=self.step_times if self._needs_times(strategy, epochs, resume) else None,
                             **strategy_options)
         from graft.report.plots import plot_run
 
@@ -258,6 +270,11 @@ class Workflow:
         if report:
             self.report(out)
         return record
+
+    def _needs_times(self, strategy, epochs, resume: bool) -> bool:
+        """Whether the fit prices epochs from step times: a budget, no epochs given, a fresh run of phases."""
+        return (self.seconds is not None and epochs is None and not resume
+                and parse_strategy(strategy).definition.fit is None)
 
     def _decide(self, out: Path, *, epochs, resume: bool, margin: float, trial_share: float,
                 min_trial_val: int) -> tuple[str, dict, int | None, float | None]:
@@ -290,6 +307,11 @@ class Workflow:
                                                     batch_size=self.batch_size, seed=self.seed,
                                                     has_adapter=self.has_adapter, log=say)
                 advice = with_trials(advice, winner, trials)
+                from graft.report.plots import plot_run
+
+                for trial in trials:  # each trial's confusion.png, from its metrics.json
+                    for entry in trial["rounds"]:
+                        plot_run(entry["run_dir"])
             elif len(candidates) > 1:
                 say(f"{', '.join(candidates)} score within {margin}: without --budget no trials run; fitting "
                     f"{advice.strategy}")
@@ -300,7 +322,7 @@ class Workflow:
             least = least_epochs(strategy)
             need = strategy_seconds(strategy, self.step_times, least, self.has_adapter)
             if left < need:  # the measurements took the budget: fit the shortest run rather than nothing
-                say(f"the measurements and trials took {_secs(seconds - left)} of the {_secs(seconds)} budget; "
+                say(f"the measurements and trials took {_secs(self.elapsed())} of the {_secs(seconds)} budget; "
                     f"fitting {advice.strategy} for its minimum, {least} epoch{'s' if least > 1 else ''} "
                     f"(about {need:.0f} s)")
                 return advice.strategy, dict(advice.options), least, None
@@ -317,5 +339,5 @@ def _secs(value: float) -> str:
     return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
 
 
-__all__ = ["AUTO", "FeatureSet", "Workflow", "as_backbone", "as_data", "is_auto", "samples_per_class",
+__all__ = ["AUTO", "Workflow", "as_backbone", "as_data", "is_auto", "samples_per_class",
            "target_from_data"]

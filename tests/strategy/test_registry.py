@@ -108,3 +108,13 @@ def test_every_registered_config_round_trips_through_json(name):
     s = parse_strategy(f"{name}:2" if get_strategy(name).takes_k else name)
     again = Strategy.from_dict(json.loads(json.dumps(s.to_dict())))
     assert again == s and type(again) is type(s)
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"lrr": 0.1}, "lrr: did you mean 'lr'"), ({"load_kwargs": {}}, "load_kwargs is now load_options"),
+    ({"max_width": 64}, "options of the full strategy"),
+])
+def test_unknown_strategy_options_are_refused_by_name(options, match):
+    with pytest.raises(GraftError, match=match):
+        parse_strategy("full", **options)
+    assert parse_strategy("multilayer", max_width=64).max_width == 64  # that strategy's config has it

@@ -92,8 +92,8 @@ def test_auto_settles_an_ambiguous_advice_with_trials(tmp_path, shades):
     first = {t["strategy"]: t["rounds"][0]["val_accuracy"] for t in advice.trials}
     last = {t["strategy"]: t["rounds"][-1]["val_accuracy"] for t in advice.trials}
     final = sorted(first, key=lambda n: -first[n])[:2]  # 3 candidates -> the better 2 -> the best
-    # each finalist ran a second round, but a solved head (one pass) whose first score carries over
-    assert all(any(r["round"] == 2 for r in t["rounds"]) or parse_strategy(t["strategy"]).definition.solved
+    # each finalist ran a second round, but a one-pass strategy, whose first score carries over
+    assert all(any(r["round"] == 2 for r in t["rounds"]) or parse_strategy(t["strategy"]).definition.one_pass
                for t in advice.trials if t["strategy"] in final)
     winner = sorted(final, key=lambda n: -last[n])[0]
     assert advice.strategy == winner == record.strategy
@@ -108,7 +108,7 @@ def test_auto_settles_an_ambiguous_advice_with_trials(tmp_path, shades):
 def test_auto_fits_the_shortest_run_when_the_measurements_took_the_budget(tmp_path, shades):
     said = []
     record = fine_tune("cifar_resnet20", shades, tmp_path / "auto", strategy="auto", budget=0.5, load_options=RANDOM,
-                       data_options={"val_fraction": 0.2}, progress=False, log=said.append)
+                       data_options={"val_fraction": 0.2}, progress=False, messages=said.append)
     advice = Advice.from_json((tmp_path / "auto" / "advice.json").read_text())
     least = 2 if advice.strategy in ("two-phase", "gradual") else 1
     assert record.epochs == least and (tmp_path / "auto" / "model.safetensors").is_file()
@@ -119,16 +119,17 @@ def test_auto_fits_the_shortest_run_when_the_measurements_took_the_budget(tmp_pa
 def test_auto_runs_no_trials_on_a_validation_split_too_small_to_decide_them(tmp_path, shades):
     said = []
     record = fine_tune("cifar_resnet20", shades, tmp_path / "auto", strategy="auto", budget=20, margin=10.0,
-                       load_options=RANDOM, data_options={"val_fraction": 0.2}, progress=False, log=said.append)
+                       load_options=RANDOM, data_options={"val_fraction": 0.2}, progress=False, messages=said.append)
     advice = Advice.from_json((tmp_path / "auto" / "advice.json").read_text())
     assert not advice.trials and not (tmp_path / "auto" / "trials").exists()
     assert record.strategy == advice.candidates[0]["strategy"]  # the prior's choice
     assert any("the validation split has 24 samples, too few" in m for m in said), said
 
 
-def test_a_solved_trial_is_one_pass_whose_score_carries_over(tmp_path, shades):
-    """successive_halving with multilayer and linear (solved heads) among three candidates: their trials are fit
-    once (1 epoch), never again in a later round, and the winner is the best validation accuracy."""
+def test_a_one_pass_trial_is_fit_once_and_its_score_carries_over(tmp_path, shades):
+    """successive_halving with multilayer (one pass, whatever the epochs) among three candidates: its trial is fit
+    once (1 epoch), never again in a later round; linear, whose epochs matter when its head cannot be solved, runs
+    every round it reaches; and the winner is the best validation accuracy."""
     from graft.training.auto import successive_halving
 
     backbone = graft.load_model("cifar_resnet20", pretrained=False)
@@ -137,12 +138,14 @@ def test_a_solved_trial_is_one_pass_whose_score_carries_over(tmp_path, shades):
     times = StepTimes(train=0.01, forward=0.004, train_steps=4, eval_steps=1, blocks=10)
     winner, trials = successive_halving(backbone, data, plan, tmp_path, ["multilayer", "linear", "partial:1"], 30,
                                         times, max_epochs=3)
-    for solved in ("multilayer", "linear"):
-        every = next(t for t in trials if t["strategy"] == solved)
-        assert [r["epochs"] for r in every["rounds"]] == [1], solved
-        assert (tmp_path / "trials" / f"round1-{solved}" / "model.safetensors").is_file()
-        assert not (tmp_path / "trials" / f"round2-{solved}").exists()
+    every = next(t for t in trials if t["strategy"] == "multilayer")
+    assert [r["epochs"] for r in every["rounds"]] == [1]
+    assert (tmp_path / "trials" / "round1-multilayer" / "model.safetensors").is_file()
+    assert not (tmp_path / "trials" / "round2-multilayer").exists()
     first = {t["strategy"]: t["rounds"][0]["val_accuracy"] for t in trials}
     best = {t["strategy"]: t["rounds"][-1]["val_accuracy"] for t in trials}
     finalists = sorted(first, key=lambda n: -first[n])[:2]  # the better half of round 1 goes on
+    for name in finalists:
+        rounds = next(t for t in trials if t["strategy"] == name)["rounds"]
+        assert len(rounds) == (1 if name == "multilayer" else 2), (name, rounds)
     assert winner in finalists and best[winner] == max(best[f] for f in finalists)

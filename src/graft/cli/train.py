@@ -79,7 +79,7 @@ def fit(args: argparse.Namespace, console: Console) -> int:
     record = fine_tune(args.model, args.data, args.out, strategy=args.strategy, epochs=args.epochs, budget=args.budget,
                        batch_size=args.batch_size, seed=args.seed, resume=args.resume, patience=args.patience,
                        plateau=args.plateau, load_options=load_options(args), data_options=data_options(args),
-                       target=target(args), log=printer(human), epoch_log=None if args.quiet else show,
+                       target=target(args), messages=printer(human), log=None if args.quiet else show,
                        progress=not args.quiet, **{k: v for k, v in tuning.items() if v is not None})
     final = (f"{record.final_split} accuracy {record.final_accuracy:.3f}, macro-F1 {record.final_macro_f1:.3f}"
              if record.final_accuracy is not None else "no held-out split to evaluate")

@@ -24,9 +24,7 @@ import copy
 import io
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 import warnings
 import zipfile
@@ -40,6 +38,7 @@ import torch
 from torch import nn
 
 from graft.errors import GraftError, ShapeError
+from graft.files import replacing
 from graft.jsonable import JsonSerializable
 from graft.validation import existing_file
 
@@ -161,31 +160,26 @@ def export_model(module: nn.Module, example_input: Any, path: str | Path, format
         notes.append("exported from a CPU copy of the network")
     was_training = module.training
     module.eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        with torch.no_grad():
-            # (input, the network's output); outputs of check_inputs are computed when verifying
-            cases = [(example, _forward(module, example, "the example input"))]
-            if verify:
-                cases += [_second_input(module, example, notes), *[(c, None) for c in checks]]
-            if format == "onnx":
-                opset = _export_onnx(module, example, tmp, notes)
-            else:
-                opset = _export_torchscript(module, example, tmp, notes)
-            max_diff = None
-            if verify:
-                max_diff = _verify(module, tmp, format, cases, atol, rtol, notes)
-            else:
-                notes.append("not verified (verify=False): the file was not run")
-        os.replace(tmp, path)
+        with replacing(path) as tmp, torch.no_grad():  # a verified file, or none: never half of one
+            try:
+                # (input, the network's output); outputs of check_inputs are computed when verifying
+                cases = [(example, _forward(module, example, "the example input"))]
+                if verify:
+                    cases += [_second_input(module, example, notes), *[(c, None) for c in checks]]
+                if format == "onnx":
+                    opset = _export_onnx(module, example, tmp, notes)
+                else:
+                    opset = _export_torchscript(module, example, tmp, notes)
+                max_diff = None
+                if verify:
+                    max_diff = _verify(module, tmp, format, cases, atol, rtol, notes)
+                else:
+                    notes.append("not verified (verify=False): the file was not run")
+            finally:  # an exporter's external-data file beside the temporary one: not part of what is kept
+                Path(f"{tmp}.data").unlink(missing_ok=True)
     finally:
         module.train(was_training)
-        for leftover in (tmp, Path(f"{tmp}.data")):
-            if leftover.exists():
-                leftover.unlink()
     return ExportReport(path=str(path), format=format, input_shape=tuple(int(s) for s in example.shape),
                         max_abs_diff=max_diff, verified=verify, opset=opset,
                         seconds=round(time.perf_counter() - start, 3), notes=tuple(dict.fromkeys(notes)))

@@ -116,6 +116,19 @@ def _create_timm(name: str, pretrained: bool, **kwargs) -> nn.Module:
         ) from None
 
 
+def _stored_build(name: str, build: dict) -> dict:
+    """The build arguments a graft file recorded, less those its zoo builder does not take: a file written before
+    builders refused them was built without them, so the rebuild leaves them out too."""
+    import inspect
+
+    if name not in ZOO or not build:
+        return dict(build)
+    parameters = inspect.signature(ZOO[name].build).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return dict(build)
+    return {k: v for k, v in build.items() if k in parameters}
+
+
 def _check_build_arguments(name: str, build, kwargs: dict) -> None:
     """Refuse arguments a zoo builder does not take, naming the closest one (a typo must not be dropped)."""
     import inspect
@@ -238,7 +251,7 @@ def load_network(
         meta = graft_metadata(ckpt)
         if meta.get("spec") and not arch:  # written by graft.save_model: its contract and build arguments
             overrides = {**_stored_overrides(meta["spec"]), **{k: v for k, v in overrides.items() if v is not None}}
-            model_kwargs = {**meta.get("build", {}), **model_kwargs}
+            model_kwargs = {**_stored_build(name, meta.get("build", {})), **model_kwargs}
         backbone, report = _named_with_weights(name, ckpt, strict, num_classes, overrides, model_kwargs)
     elif isinstance(source, (str, Path)):
         name = str(source)

@@ -49,6 +49,8 @@ def _strings(value, what: str) -> tuple[str, ...] | None:
         return None
     if isinstance(value, str):
         raise GraftError(f"{what} as a list of names", f"the string {value!r}", f"pass {what}=[{value!r}, ...]")
+    if not isinstance(value, (list, tuple)):
+        raise GraftError(f"{what} as a list of names", type(value).__name__, f"pass {what}=['a', 'b', ...]")
     return tuple(map(str, value))
 
 

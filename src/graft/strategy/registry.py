@@ -11,7 +11,9 @@ registry names one (the way timm registers its models and PEFT its methods):
 - ``prior``: its score for the advisor from the measured signals, with the reason (``None``: not a candidate);
   ``ceiling``: the most that prior could give when its ``measure`` (a costly optional measurement of the probe,
   such as ``multilayer``) is not taken yet, so the probe can skip that measurement when it cannot change the advice;
-- ``least_epochs``, ``solved`` (a head solved in one pass: no epochs to run short of, one trial is enough),
+- ``least_epochs``, ``solved`` (a head solved in one pass: the advisor does not mark it down for a short budget),
+  ``one_pass`` (its result does not depend on the epochs at all: a trial runs it once; multilayer, not linear,
+  whose head falls back to SGD epochs when it is not a Linear layer),
   ``unfreeze`` (which blocks the advice lists: ``all``, ``above`` the best probe layer, or ``none``), ``tap_layer``
   (the advice names the probe layer the head reads), ``compared`` (the labels it runs as in a default
   ``graft compare``).
@@ -36,7 +38,8 @@ class FitContext(Protocol):
     """What the training layer hands a strategy whose ``fit`` is its own (see training/run.py).
 
     ``backbone`` is the network grafted to ``data``; ``out`` the run folder (a Path); ``plan`` the surgery plan
-    (or None); ``strategy`` the parsed config; ``seed``, ``progress`` and ``log`` as the caller gave them."""
+    (or None); ``strategy`` the parsed config; ``seed`` and ``progress`` as the caller gave them; ``log(message)``
+    for what the fit has to say (the training layer passes no one to tell: a no-op)."""
 
     backbone: Any
     data: Any
@@ -51,7 +54,8 @@ class FitContext(Protocol):
         """Write ``out/name`` atomically."""
 
     def evaluate(self, model: Any) -> Any:
-        """The final evaluation of ``model`` on the held-out split (metrics.json); the metrics, or None."""
+        """The final evaluation of ``model`` on the held-out split (metrics.json): ``(split, metrics)``, or
+        ``(None, None)`` without a held-out split."""
 
     def finish(self, model: Any, **record: Any) -> Any:
         """Save ``model`` as ``out/model.safetensors`` and write ``run.json``; the RunRecord."""
@@ -68,6 +72,7 @@ class StrategyDefinition:
     takes_k: bool = False  # written NAME:K (partial:2)
     least_epochs: int = 1
     solved: bool = False
+    one_pass: bool = False  # its result does not depend on the epochs: a trial runs it once, its score carries over
     unfreeze: str = "none"
     tap_layer: bool = False  # the advice names the layer its head reads (the best probe layer)
     compared: tuple[str, ...] = ()  # how it appears in a default comparison (``graft compare``), e.g. partial:1

@@ -93,6 +93,7 @@ def describe_strategies() -> dict[str, str]:
 def parse_strategy(text: str | Strategy, **overrides) -> Strategy:
     """``"full"``, ``"partial:2"``, ``"lp-ft"``... -> the strategy's config (keyword arguments override defaults)."""
     if isinstance(text, Strategy):
+        _check_options(type(text), text.name, overrides)
         return type(text)(**{**text.__dict__, **overrides}) if overrides else text
     if not isinstance(text, str) or not text.strip():
         raise GraftError(f"a strategy name among {', '.join(strategy_names())}", repr(text), "for example 'full'")
@@ -107,7 +108,26 @@ def parse_strategy(text: str | Strategy, **overrides) -> Strategy:
         raise GraftError(f"{name} without a ':' argument (only {', '.join(n for n in strategy_names() if ':' in n)} "
                          "take one)", repr(text), f"use {name!r}")
     config = definition.config or Strategy
+    _check_options(config, name, overrides)
     return config(name=name, k=k, **overrides)
+
+
+RENAMED = {"load_kwargs": "load_options", "data_kwargs": "data_options"}
+
+
+def _check_options(config: type, name: str, overrides: dict) -> None:
+    """Refuse options that ``config`` does not have, with the closest name (or the new name of a renamed one)."""
+    import dataclasses
+
+    from graft.validation import suggest
+
+    fields = [f.name for f in dataclasses.fields(config) if f.name not in ("name", "k")]
+    unknown = [key for key in overrides if key not in fields]
+    if unknown:
+        hints = "; ".join(f"{key} is now {RENAMED[key]}" if key in RENAMED else
+                          f"{key}: did you mean {suggest(key, fields) or 'one of ' + ', '.join(fields)}?"
+                          for key in unknown)
+        raise GraftError(f"options of the {name} strategy ({', '.join(fields)})", ", ".join(unknown), hints)
 
 
 @dataclass(frozen=True)

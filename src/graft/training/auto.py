@@ -41,13 +41,13 @@ def successive_halving(backbone: Backbone, data: Data, plan: SurgeryPlan, out: s
         scores = {}
         for name in alive:
             strategy = parse_strategy(name)
-            solved = strategy.definition.solved
-            if solved and trials[name]["rounds"]:
-                # solved in one pass: a longer share would fit the same head again; its first score stands
+            once = strategy.definition.one_pass
+            if once and trials[name]["rounds"]:
+                # one pass whatever the epochs: a longer share would fit the same head again; its first score stands
                 scores[name] = trials[name]["rounds"][-1]["val_accuracy"]
                 continue
             epochs = epochs_for_budget(strategy, times, share, max_epochs=max_epochs, has_adapter=has_adapter)
-            if solved:
+            if once:
                 epochs = min(epochs, 1)
             if epochs == 0:
                 say(f"trial {name}: not even the shortest run fits in {share:.0f} s: left out")

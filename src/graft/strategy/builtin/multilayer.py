@@ -76,10 +76,9 @@ def fit_multilayer(run):
     used, widths, keep = _used(result, layers)
     config = {"layers": used, "widths": widths, "pool": "avg", "spatial_dims": backbone.spec.input.spatial_dims,
               "classes": len(data.spec.label_names), "kept": int(len(keep))}
-    labelled = replace(backbone.spec, label_names=tuple(data.spec.label_names))
     model = as_backbone(backbone, build_multilayer(backbone.module, config, keep=keep, weight=head["weight"],
                                                    bias=head["bias"]))
-    model.spec = replace(model.spec, label_names=labelled.label_names)
+    model.spec = replace(model.spec, label_names=tuple(data.spec.label_names))
     model.module.eval()
     say(f"kept {result.kept} of {result.total} features from {len(used)} of {len(layers)} layers "
         f"(deepest: {used[-1]}); {result.evaluated_on} accuracy {result.accuracy:.3f}")
@@ -114,5 +113,5 @@ def prior_multilayer(s, e):
 
 MULTILAYER = register_strategy(StrategyDefinition(
     "multilayer", "a linear head on selected features of every layer, solved; the network runs only up to the "
-    "deepest layer kept (Head2Toe, Evci et al. 2022)", compile_multilayer, config=MultilayerStrategy, solved=True,
+    "deepest layer kept (Head2Toe, Evci et al. 2022)", compile_multilayer, config=MultilayerStrategy, solved=True, one_pass=True,
     fit=fit_multilayer, prior=prior_multilayer, measure="multilayer", ceiling=lambda s: multilayer_score(s, 1.0)))
