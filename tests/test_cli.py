@@ -16,6 +16,7 @@ import pytest
 import graft
 from graft.cli import main
 from graft.demo import COMPARED, asset
+from graft.errors import GraftError
 from graft.models.checkpoint import graft_metadata
 from tests.conftest import shared_file
 
@@ -359,6 +360,23 @@ def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
     (tmp_path / "mine.txt").write_text("keep me")
     assert main(["demo", "--out", str(tmp_path)]) == 2
     assert "other files" in " ".join(capsys.readouterr().err.split()) and (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_demo_replaces_the_folder_a_failed_demo_left(tmp_path):
+    """A first demo that failed half-way (a busy machine, Ctrl-C) leaves its marker: the next one starts over."""
+    from rich.console import Console
+
+    from graft.demo import STARTED, _fresh
+
+    (tmp_path / STARTED).write_text("written by graft demo")
+    (tmp_path / "measures.json").write_text("{}")  # what the failed run got to write
+    _fresh(tmp_path, Console(file=open(tmp_path.parent / "log.txt", "w")))
+    assert not tmp_path.exists(), "the half-done demo folder was cleared"
+    (tmp_path / "sub").mkdir(parents=True)
+    (tmp_path / "mine.txt").write_text("keep me")
+    with pytest.raises(GraftError, match="holds other files"):
+        _fresh(tmp_path, Console(file=open(tmp_path.parent / "log.txt", "w")))
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
 
 
 # -- the parser: option groups defined once ----------------------------------------------------------------

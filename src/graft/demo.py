@@ -20,7 +20,7 @@ from rich.progress import Progress
 from graft.api import fine_tune, load_model, load_run, plan_surgery
 from graft.data import load_data
 from graft.errors import GraftError
-from graft.files import write_json
+from graft.files import write_atomic, write_json
 from graft.models.trace import eval_mode
 from graft.api import advise, compare
 
@@ -60,11 +60,15 @@ def _logits(net, x: torch.Tensor, progress: Progress | None, batch: int = 250) -
     return torch.cat(outs)
 
 
+STARTED = ".graft-demo"  # written first: marks a folder as the demo's, even when a run of it stopped half-way
+
+
 def _fresh(run_dir: Path, con: Console) -> None:
-    """The demo writes into an empty folder, or replaces its own earlier output; anything else is refused."""
+    """The demo writes into an empty folder, or replaces its own earlier output (finished, or left half-done by a
+    failed or interrupted run: it marks the folder first); anything else is refused."""
     if not run_dir.exists() or not any(run_dir.iterdir()):
         return
-    if not (run_dir / "demo.json").is_file():
+    if not (run_dir / "demo.json").is_file() and not (run_dir / STARTED).is_file():
         raise GraftError("an empty folder (or an earlier graft demo's) for the demo", f"{run_dir}, which holds "
                          "other files", "pass another --out, e.g. graft demo --out runs/demo2")
     import shutil
@@ -79,6 +83,7 @@ def run_demo(out: str | Path = "runs/demo", console: Console | None = None) -> D
     start = time.perf_counter()
     run_dir = Path(out)
     _fresh(run_dir, con)
+    write_atomic(run_dir / STARTED, "written by graft demo: a later graft demo may replace this folder\n")
     model_file, data_file = asset("cifar_resnet20.safetensors"), asset("mnist_2000.npz")
     say = lambda message: con.print(f"  [dim]{message}[/dim]", highlight=False)  # noqa: E731
 
