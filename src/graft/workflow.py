@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graft.data import Data, DatasetSpec
+from graft.data import Data, DatasetSpec, load_data
 from graft.data.options import DataOptions
 from graft.errors import GraftError
 from graft.features import extract_features as _extract_features
@@ -60,8 +60,6 @@ def as_data(data, options: DataOptions | dict | None = None) -> Data:
     """``data`` as Data: loaded already, or anything :func:`graft.load_data` takes (with ``options``)."""
     if isinstance(data, Data):
         return data
-    from graft.data import load_data
-
     return load_data(data, DataOptions.coerce(options))
 
 

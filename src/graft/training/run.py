@@ -111,12 +111,9 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
             epochs = epochs_for_budget(strategy, times, seconds, max_epochs=100, has_adapter=adapter)
             notes.append(f"budget {seconds:.0f} s: {epochs} epochs of {strategy.label} fit (estimated "
                          f"{strategy_seconds(strategy, times, epochs, adapter):.0f} s from a few timed steps)")
-    config = {"strategy": strategy.to_dict(), "epochs": epochs, "budget_seconds": seconds, "batch_size": batch_size,
-              "seed": seed, "start_weights": weights_digest(backbone.module), "model": backbone.spec.name,
-              "data": data.fingerprint("train"), "data_name": data.spec.name,
-              "label_names": list(data.spec.label_names), "eval_split": next(
-                  (s for s in ("val", "test") if s in data.splits), None), "graft": graft_version(),
-              "patience": patience, "plateau": plateau}
+    config = _run_config(strategy, backbone, data, epochs=epochs, seed=seed,
+                         eval_split=next((s for s in ("val", "test") if s in data.splits), None),
+                         budget_seconds=seconds, batch_size=batch_size, patience=patience, plateau=plateau)
     if resume:
         differ = [k for k in COMPARED if saved.get(k) != config.get(k)]
         if differ:
@@ -156,25 +153,16 @@ class _OwnFit:
     def finish(self, model: Backbone, *, seconds: float, epochs: int, epochs_run: int, best_epoch: int,
                best_accuracy: float | None, trainable_params: int, total_params: int, notes=(), config=None,
                stopped: str = "") -> RunRecord:
-        data, names = self.data, tuple(self.data.spec.label_names)
-        self.write_json("config.json", {
-            "strategy": self.strategy.to_dict(), "epochs": epochs, "budget_seconds": None, "seed": self.seed,
-            "start_weights": weights_digest(self.backbone.module), "model": self.backbone.spec.name,
-            "data": data.fingerprint("train"), "data_name": data.spec.name, "label_names": list(names),
-            "eval_split": self.eval_split, "graft": graft_version(), **(config or {})})
+        self.write_json("config.json", _run_config(self.strategy, self.backbone, self.data, epochs=epochs,
+                                                   seed=self.seed, eval_split=self.eval_split, budget_seconds=None,
+                                                   **(config or {})))
         if self.plan is not None:
             self.write_json("plan.json", self.plan.to_dict())
         final_split, metrics = self.evaluate(model)
         save_model(model, self.out / "model.safetensors")
-        record = RunRecord(run_dir=str(self.out), strategy=self.strategy.label, epochs=epochs, epochs_run=epochs_run,
-                           stopped=stopped, seconds=round(seconds, 3), best_epoch=best_epoch,
-                           best_accuracy=best_accuracy, final_split=final_split,
-                           final_accuracy=None if metrics is None else metrics.accuracy,
-                           final_macro_f1=None if metrics is None else metrics.macro_f1,
-                           trainable_params=trainable_params, total_params=total_params, label_names=names,
-                           notes=tuple(notes))
-        self.write_json("run.json", record.to_dict())
-        return record
+        return _record(self.out, self.strategy, self.data, final_split, metrics, epochs=epochs, epochs_run=epochs_run,
+                       stopped=stopped, seconds=seconds, best_epoch=best_epoch, best_accuracy=best_accuracy,
+                       trainable_params=trainable_params, total_params=total_params, notes=notes)
 
 
 def _fit_own(strategy: Strategy, backbone: Backbone, data: Data, out: Path, *, seed: int, resume: bool, plan,
@@ -203,12 +191,29 @@ def _finish(trainer: Trainer, state, backbone: Backbone, data: Data, out: Path, 
     total = sum(p.numel() for p in backbone.module.parameters())
     trainable = sum(p.numel() for n, p in backbone.module.named_parameters()
                     if trainer.groups[n] in trainer.trainable)
-    record = RunRecord(run_dir=str(out), strategy=strategy.label, epochs=epochs, epochs_run=state.epoch,
-                       stopped=state.stopped, seconds=round(state.seconds, 3), best_epoch=state.best_epoch,
-                       best_accuracy=state.best, final_split=final_split,
+    return _record(out, strategy, data, final_split, metrics, epochs=epochs, epochs_run=state.epoch,
+                   stopped=state.stopped, seconds=state.seconds, best_epoch=state.best_epoch, best_accuracy=state.best,
+                   trainable_params=trainable, total_params=total, notes=notes)
+
+
+def _run_config(strategy: Strategy, backbone: Backbone, data: Data, *, epochs: int, seed: int,
+                eval_split: str | None, **settings) -> dict:
+    """``config.json`` of a run: what was asked, the starting weights' digest and the data's fingerprint (what
+    resume compares), and ``settings`` of the way it fits."""
+    return {"strategy": strategy.to_dict(), "epochs": epochs, "seed": seed,
+            "start_weights": weights_digest(backbone.module), "model": backbone.spec.name,
+            "data": data.fingerprint("train"), "data_name": data.spec.name,
+            "label_names": list(data.spec.label_names), "eval_split": eval_split, "graft": graft_version(),
+            **settings}
+
+
+def _record(out: Path, strategy: Strategy, data: Data, final_split: str | None, metrics, *, seconds: float,
+            notes, **fields) -> RunRecord:
+    """The RunRecord of a finished run, written as ``run.json``."""
+    record = RunRecord(run_dir=str(out), strategy=strategy.label, seconds=round(seconds, 3), final_split=final_split,
                        final_accuracy=None if metrics is None else metrics.accuracy,
-                       final_macro_f1=None if metrics is None else metrics.macro_f1, trainable_params=trainable,
-                       total_params=total, label_names=tuple(data.spec.label_names), notes=tuple(notes))
+                       final_macro_f1=None if metrics is None else metrics.macro_f1,
+                       label_names=tuple(data.spec.label_names), notes=tuple(notes), **fields)
     write_json(out / "run.json", record.to_dict())
     return record
 
