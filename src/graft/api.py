@@ -92,7 +92,7 @@ def probe(model, data, *, split: str = "train", eval_split: str | None = "auto",
           input_size: tuple[int, ...] | None = None, batch_size: int | None = None, folds: int = 5, seed: int = 0,
           max_samples: int | None = None, load_options: LoadOptions | dict | None = None,
           data_options: DataOptions | dict | None = None, cache_dir: str | Path | None = None, log=None,
-          choose_c: str = "cv", multilayer=True) -> Measures:
+          choose_c: str = "cv", multilayer=True, budget=None, started: float | None = None) -> Measures:
     """Measure how well each layer of ``model`` transfers to ``data``: linear-probe accuracy, LogME, H-score and
     similarity to the source per layer, LEEP and NCE of the source head; the best layer and why.
 
@@ -105,9 +105,12 @@ def probe(model, data, *, split: str = "train", eval_split: str | None = "auto",
     ``split`` (5x faster; for a validation split only, as ``graft advise`` does). ``multilayer``: also probe
     every layer at once with feature selection (:func:`graft.measures.multilayer.multilayer_probe`); a callable
     decides from the per-layer measures (see :func:`graft.measures.summary.measure_layers`).
-    With ``out``, writes ``out/measures.json`` (and ``out/measures.png`` with ``plot=True``).
+    ``budget`` ("1m", seconds, counted from ``started``, a ``time.perf_counter()`` value, or from the call): the
+    samples are drawn so the extraction fits, and the layers probed best-first until it is spent (the notes say
+    which were left out). With ``out``, writes ``out/measures.json`` (and ``out/measures.png`` with ``plot=True``).
     """
-    workflow = Workflow(model, data, load_options=load_options, data_options=data_options, seed=seed, log=log)
+    workflow = Workflow(model, data, load_options=load_options, data_options=data_options, seed=seed, log=log,
+                        budget=budget, started=started)
     return workflow.probe(out, split=split, eval_split=eval_split, layers=layers, plot=plot, source_data=source_data,
                           source_split=source_split, input_size=input_size, batch_size=batch_size, folds=folds,
                           max_samples=max_samples, cache_dir=cache_dir, choose_c=choose_c, multilayer=multilayer)
@@ -116,27 +119,29 @@ def probe(model, data, *, split: str = "train", eval_split: str | None = "auto",
 def advise(model, data, *, out: str | Path | None = None, target: dict | None = None,
            max_samples: int = PROBE_SAMPLES, load_options: LoadOptions | dict | None = None,
            data_options: DataOptions | dict | None = None, seed: int = 0, log=None, multilayer: bool | str = "auto",
-           margin: float = 0.05) -> Advice:
+           margin: float = 0.05, budget=None, started: float | None = None) -> Advice:
     """Probe ``model`` (grafted to ``data``) layer by layer on the training data, evaluated on ``val`` (never on
     test), and advise a strategy with its reasons. With ``out``: measures.json, measures.png, advice.json.
     ``multilayer``: also probe every layer at once, which makes ``multilayer`` a candidate; ``"auto"``: only when
     the per-layer measures leave a strategy that needs it a chance
     (:func:`graft.strategy.advisor.measure_skip_reason`). ``margin``: candidates scoring this close to the best
-    are ambiguous (trials settle them in ``fine_tune(strategy="auto")``)."""
+    are ambiguous (trials settle them in ``fine_tune(strategy="auto")``). ``budget`` (counted from ``started`` or
+    the call): the measuring is planned to fit in it (graft.training.budget.plan_measuring)."""
     workflow = Workflow(model, data, load_options=load_options, data_options=data_options, target=target, seed=seed,
-                        log=log)
+                        log=log, budget=budget, started=started)
     return workflow.advise(out, max_samples=max_samples, multilayer=multilayer, margin=margin)
 
 
 def compare(model, data, out: str | Path, *, strategies=None, budget="15m", seeds=(0,),
             batch_size: int = 32, max_epochs: int = 30, target: dict | None = None,
             load_options: LoadOptions | dict | None = None, data_options: DataOptions | dict | None = None, log=None,
-            report: bool = True, **strategy_options) -> Comparison:
+            report: bool = True, started: float | None = None, **strategy_options) -> Comparison:
     """Run ``strategies`` (default: the registry's default comparison, graft.strategy.default_comparison()) on the
-    same splits with equal shares of ``budget``; comparison.json, plots, report.html."""
+    same splits with equal shares of ``budget`` (the whole call's, from ``started`` or the call: loading, timing and
+    the report are set aside first); comparison.json, plots, report.html."""
     seeds = tuple(seeds)
     workflow = Workflow(model, data, load_options=load_options, data_options=data_options, target=target,
-                        budget=budget, batch_size=batch_size, seed=seeds[0] if seeds else 0, log=log)
+                        budget=budget, batch_size=batch_size, seed=seeds[0] if seeds else 0, log=log, started=started)
     return workflow.compare(out, strategies=strategies, seeds=seeds, max_epochs=max_epochs, report=report,
                             **strategy_options)
 
@@ -145,7 +150,8 @@ def fine_tune(model, data, out: str | Path, *, strategy="full", epochs: int | No
               batch_size: int = 32, seed: int = 0, resume: bool = False, patience: int | None = None,
               plateau: int | None = None, load_options: LoadOptions | dict | None = None,
               data_options: DataOptions | dict | None = None, target: dict | None = None, log=None, messages=None,
-              progress=True, report: bool = True, **strategy_options) -> RunRecord:
+              progress=True, report: bool = True, keep_going: bool = False, started: float | None = None,
+              **strategy_options) -> RunRecord:
     """Adapt ``model`` to ``data`` and train it with ``strategy`` into the run folder ``out``.
 
     The surgery is planned from the data (``target`` overrides fields: ``keep_rows``, ``size_mode``...), applied
@@ -156,11 +162,17 @@ def fine_tune(model, data, out: str | Path, *, strategy="full", epochs: int | No
     knows, by name). ``strategy="auto"``: the advisor decides, and short trials settle an ambiguous advice
     (``out/advice.json``). ``log`` receives each epoch's record (a dict), ``messages`` what the advisor and the
     trials have to say (strings). The run folder gets ``report.html`` (``report=False``: not).
+
+    ``budget`` is a contract for the whole call (loading, measuring, trials, training, report), counted from
+    ``started`` (a ``time.perf_counter()`` value) or the call. A budget that affords fewer epochs than the strategy
+    needs to adapt soundly is refused, and ``"auto"`` fits only a strategy that is sound in the time left; a result
+    below a linear head on the same features carries a warning (``record.warnings``). ``keep_going=True`` fits
+    what fits anyway.
     """
     workflow = Workflow(model, data, load_options=load_options, data_options=data_options, target=target,
-                        budget=budget, batch_size=batch_size, seed=seed, log=messages)
+                        budget=budget, batch_size=batch_size, seed=seed, log=messages, started=started)
     return workflow.fit(out, strategy=strategy, epochs=epochs, resume=resume, patience=patience, plateau=plateau,
-                        epoch_log=log, progress=progress, report=report, **strategy_options)
+                        epoch_log=log, progress=progress, report=report, keep_going=keep_going, **strategy_options)
 
 
 def write_report(run_dir: str | Path) -> Path:

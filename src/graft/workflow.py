@@ -32,19 +32,22 @@ from graft.files import write_json
 from graft.measures.summary import Measures, measure_layers
 from graft.models import Backbone
 from graft.models.options import LoadOptions
-from graft.strategy.advisor import Advice, measure_skip_reason
+from graft.strategy.advisor import Advice, measure_skip_reason, unmeasured_advice
 from graft.strategy.advisor import advise as _advise
 from graft.strategy.spec import parse_strategy
 from graft.surgery import SurgeryPlan, Target
 from graft.surgery import plan_surgery as _plan_surgery
 from graft.surgery.saving import load_model
-from graft.training.budget import epochs_for_budget, least_epochs, measure_step_times, strategy_seconds
+from graft.training.budget import (MEASURE_SHARE, MeasurePlan, epochs_for_budget, finish_seconds,
+                                   forward_seconds, measure_step_times, pass_seconds, plan_measuring, sound_epochs,
+                                   strategy_seconds)
 from graft.training.compare import Comparison, check_splits
 from graft.training.compare import compare as _compare
 from graft.training.run import RunRecord, parse_budget
 from graft.training.run import fine_tune as _fine_tune
 
 PROBE_SAMPLES = 2000  # the advisor's probe draws at most this many samples per split (stratified)
+RUN_FINISH_SECONDS = 0.5  # a compared run, after training: its model saved, run.json, metrics.json, confusion.png
 MIN_TRIAL_VAL = 100  # trials need a validation split that can tell close candidates apart
 AUTO = "auto"
 
@@ -90,13 +93,16 @@ class Workflow:
 
     ``model``: a Backbone or anything :func:`graft.load_model` takes, with ``load_options``; ``data``: a Data or
     anything :func:`graft.load_data` takes, with ``data_options``; ``target``: overrides of the surgery target
-    (``keep_rows``, ``size_mode``...); ``budget``: the time for the stages that train ("10m", seconds), counted
-    from when the workflow is made; ``log``: receives the stages' messages (strings).
+    (``keep_rows``, ``size_mode``...); ``budget``: the time for every stage ("10m", seconds), counted from
+    ``started`` (a ``time.perf_counter()`` value: the CLI passes when the command began) or else from when the
+    workflow is made, loading included: a contract, each stage plans its work to what is left of it;
+    ``log``: receives the stages' messages (strings).
     """
 
     def __init__(self, model, data, *, load_options: LoadOptions | dict | None = None,
                  data_options: DataOptions | dict | None = None, target: dict | None = None, budget=None,
-                 batch_size: int = 32, seed: int = 0, log=None):
+                 batch_size: int = 32, seed: int = 0, log=None, started: float | None = None):
+        self.start = time.perf_counter() if started is None else float(started)
         import torch
 
         self.seconds = parse_budget(budget)  # the budget, parsed once
@@ -106,7 +112,6 @@ class Workflow:
         torch.manual_seed(seed)  # a randomly initialized network (pretrained=False) is the same on every call
         self.backbone = as_backbone(model, load_options)
         self.data = as_data(data, data_options)
-        self.start = time.perf_counter()
 
     # --- what the stages share, each computed once --------------------------------------------------------------
     @cached_property
@@ -139,21 +144,61 @@ class Workflow:
         """Seconds left of the budget (None without one)."""
         return None if self.seconds is None else max(0.0, self.seconds - self.elapsed())
 
+    def finish(self) -> float:
+        """The seconds a fit needs after its last epoch (held-out evaluation, the model saved, plots, report)."""
+        test = len(self.data["test"]) if "test" in self.data.splits else 0
+        return finish_seconds(self.step_times, test, self.batch_size)
+
+    def for_training(self) -> float | None:
+        """What is left of the budget for training, once what follows the training is set aside (None: no budget)."""
+        left = self.left()
+        return None if left is None else max(0.0, left - self.finish())
+
     def epochs_for(self, label: str) -> int:
-        """The epochs of strategy ``label`` that fit in what is left of the budget when asked (at most 100)."""
-        return epochs_for_budget(parse_strategy(label), self.step_times, self.left() or 0.0, max_epochs=100,
-                                 has_adapter=self.has_adapter)
+        """The epochs of strategy ``label`` that fit in what is left of the budget for training (at most 100). A
+        strategy whose prior needs a measure of the probe (multilayer) fits by taking that measure on all the
+        training data: its time, scaled from what the probe's took on its sample, is set aside first."""
+        strategy = parse_strategy(label)
+        extra, measured = 0.0, self.__dict__.get("_measured")
+        measure = strategy.definition.measure
+        if measure and measured is not None and measure in measured.seconds:
+            extra = measured.seconds[measure] * len(self.data["train"]) / max(1, measured.num_train)
+        return epochs_for_budget(strategy, self.step_times, max(0.0, (self.for_training() or 0.0) - extra),
+                                 max_epochs=100, has_adapter=self.has_adapter)
+
+    def measure_plan(self, seconds: float, max_samples: int | None, per_sample: float | None = None) -> MeasurePlan:
+        """The samples a probe can afford in ``seconds`` (graft.training.budget.plan_measuring); ``per_sample``: the
+        probed network's forward seconds per sample (default: the grafted network's, from the step times)."""
+        splits = self.data.splits
+        if per_sample is None:
+            per_sample = pass_seconds(self.step_times, 1, self.batch_size)
+        return plan_measuring(per_sample, seconds, train=len(splits["train"]),
+                              val=len(splits["val"]) if "val" in splits else 0,
+                              classes=len(self.data.spec.label_names), max_samples=max_samples or 10**9)
 
     # --- the stages -----------------------------------------------------------------------------------------------
     def probe(self, out: str | Path | None = None, *, network: Backbone | None = None, split: str = "train",
               eval_split: str | None = "auto", layers=None, plot: bool = False, source_data=None,
               source_split: str = "train", input_size: tuple[int, ...] | None = None, batch_size: int | None = None,
               folds: int = 5, max_samples: int | None = None, cache_dir: str | Path | None = None,
-              choose_c: str = "cv", multilayer=True, seed: int | None = None) -> Measures:
+              choose_c: str = "cv", multilayer=True, seed: int | None = None,
+              deadline: float | None = None) -> Measures:
         """Measure each layer of ``network`` (default: the network as loaded) on the data; see :func:`graft.probe`.
-        ``seed`` (default: the workflow's) seeds the subsample and the probe's folds."""
+        ``seed`` (default: the workflow's) seeds the subsample and the probe's folds. ``deadline`` (a
+        ``time.perf_counter()`` value; default with a budget: the budget's end, less writing the measures): the
+        layers are probed best-first until then (graft.measures.summary.measure_layers); with a budget the samples
+        are drawn so the extraction fits too."""
         backbone = network if network is not None else self.backbone
         seed = self.seed if seed is None else seed
+        if deadline is None and self.seconds is not None:  # graft probe --budget: the whole budget is measuring's
+            per_sample = forward_seconds(backbone, self.data, batch_size or 32)
+            seconds = max(0.0, (self.left() or 0.0) - 1.0)
+            plan = self.measure_plan(seconds, max_samples, per_sample)
+            if not plan.samples:
+                raise GraftError("a budget that affords a probe", f"{_secs(self.seconds)}: {plan.why}",
+                                 "raise --budget, or measure fewer samples (--max-samples) or layers (--layers)")
+            max_samples, deadline = plan.samples, time.perf_counter() + seconds
+            self.say(plan.describe())
         data = self.data if max_samples is None else self.data.subsample(max_samples, seed=seed)
         if eval_split == "auto":
             eval_split = next((s for s in ("test", "val") if s in data.splits and s != split), None)
@@ -178,7 +223,7 @@ class Workflow:
             source_features={n: source.features(n) for n in names} if source else None,
             label_names=data.spec.label_names, model=backbone.spec.name, data=data.spec.name, train_split=split,
             eval_split=eval_split, folds=folds, seed=seed, choose_c=choose_c, multilayer=multilayer,
-            progress=lambda name: say(f"measuring {name}"))
+            progress=lambda name: say(f"measuring {name}"), deadline=deadline)
         extraction = {"extract_" + fs.split: round(fs.seconds, 3) for fs in (train, evaluated) if fs is not None}
         notes = list(dict.fromkeys(n for fs in (train, evaluated, source) if fs is not None for n in fs.notes))
         measures = replace(measures, seconds={**extraction, **measures.seconds}, notes=(*measures.notes, *notes))
@@ -195,29 +240,49 @@ class Workflow:
     def advise(self, out: str | Path | None = None, *, max_samples: int = PROBE_SAMPLES, multilayer: bool | str = "auto",
                margin: float = 0.05, budgeted: bool = False) -> Advice:
         """Probe the grafted network layer by layer on the training data, evaluated on ``val`` (never on test), and
-        advise a strategy with its reasons; see :func:`graft.advise`. ``budgeted``: the advisor weighs how many
-        epochs of each candidate the budget left affords."""
+        advise a strategy with its reasons; see :func:`graft.advise`. With a budget the measuring is planned to fit:
+        the samples drawn so the extraction fits, the layers probed best-first until the time is spent
+        (graft.training.budget.plan_measuring); ``budgeted``: the advice is for a fit in the same budget, so the
+        measuring takes at most ``MEASURE_SHARE`` of it and the advisor weighs how many epochs of each candidate the
+        budget left affords (without: all of the budget is the measuring's)."""
         if multilayer != "auto" and not isinstance(multilayer, bool):
             raise GraftError('multilayer=True, False or "auto"', repr(multilayer), 'pass one of them (default "auto")')
         has_val = "val" in self.data.splits
         counts, blocks = samples_per_class(self.data), [b.name for b in self.grafted.spec.blocks]
-        epochs_for = self.epochs_for if budgeted and self.seconds is not None else None
+        budgeted = budgeted and self.seconds is not None
+        deadline = None
+        if self.seconds is not None:  # before a fit: at most MEASURE_SHARE of the budget (loading included), or a
+            # tenth of it from now; alone (graft advise --budget): all of it, less writing the advice
+            deadline = (max(self.start + MEASURE_SHARE * self.seconds, time.perf_counter() + 0.1 * self.seconds)
+                        if budgeted else self.start + self.seconds - 1.0)
+            self.step_times  # timed first: the plan and every later stage price their work from them
+            plan = self.measure_plan(deadline - time.perf_counter(), max_samples)
+            self.say(f"loaded, grafted and timed in {_secs(self.elapsed())}; {plan.describe()}")
+            if not plan.samples:
+                advice = unmeasured_advice(plan.why)
+                if out is not None:
+                    write_json(Path(out) / "advice.json", advice)
+                return advice
+            max_samples = plan.samples
+        epochs_for = self.epochs_for if budgeted else None
         if multilayer == "auto":  # take the optional measure only where a strategy that needs it could still win
             multilayer = partial(measure_skip_reason, "multilayer", samples_per_class=counts, blocks=blocks,
                                  epochs_for=epochs_for, margin=margin)
         # the advice's probe is seeded 0 whatever the run's seed: the same data gets the same advice
         measures = self.probe(out, network=self.grafted, eval_split="val" if has_val else None, seed=0,
                               max_samples=max_samples, plot=out is not None, choose_c="eval" if has_val else "cv",
-                              multilayer=multilayer)
+                              multilayer=multilayer, deadline=deadline)
+        self._measured = measures
         advice = _advise(measures, samples_per_class=counts, blocks=blocks, epochs_for=epochs_for, margin=margin)
         if out is not None:
             write_json(Path(out) / "advice.json", advice)
         return advice
 
     def compare(self, out: str | Path, *, strategies=None, seeds=(0,), max_epochs: int = 30,
-                report: bool = True, **strategy_options) -> Comparison:
-        """Run ``strategies`` on the same splits with equal shares of the budget (default 15 minutes);
-        comparison.json, plots, report.html. See :func:`graft.compare`."""
+                report: bool = True, budget: float | None = None, **strategy_options) -> Comparison:
+        """Run ``strategies`` on the same splits with equal shares of the budget (default 15 minutes; ``budget``:
+        at most these seconds of it); comparison.json, plots, report.html. See :func:`graft.compare`."""
+        cap = budget
         check_splits(self.data)
         if isinstance(strategies, str):
             strategies = [s.strip() for s in strategies.split(",") if s.strip()]
@@ -225,8 +290,17 @@ class Workflow:
         write_json(out / "plan.json", self.plan)
         if "step_times" not in self.__dict__:
             self.say(f"timing a few steps of {self.grafted.spec.name} to split the {self.seconds or 900.0:.0f} s budget")
-        result = _compare(self.backbone, self.data, self.plan, out, strategies=strategies,
-                          budget=self.seconds if self.seconds is not None else 900.0, seeds=seeds,
+        budget = 900.0
+        if self.seconds is not None:  # what is left, less each run's evaluation and model, and the report
+            from graft.strategy import default_comparison
+
+            runs = len(strategies or default_comparison()) * max(1, len(tuple(seeds)))
+            test = len(self.data["test"]) if "test" in self.data.splits else 0
+            each = pass_seconds(self.step_times, test, self.batch_size) + RUN_FINISH_SECONDS
+            budget = max(0.0, (self.left() or 0.0) - self.finish() - runs * each)
+        if cap is not None:
+            budget = min(budget, float(cap))
+        result = _compare(self.backbone, self.data, self.plan, out, strategies=strategies, budget=budget, seeds=seeds,
                           batch_size=self.batch_size, max_epochs=max_epochs, log=self.say, grafted=self.grafted,
                           times=self.step_times, **strategy_options)
         from graft.report.compare_plots import write_comparison_plots
@@ -243,25 +317,36 @@ class Workflow:
     def fit(self, out: str | Path, *, strategy="full", epochs: int | None = None, resume: bool = False,
             patience: int | None = None, plateau: int | None = None, epoch_log=None, progress=True,
             report: bool = True, margin: float = 0.05, trial_share: float = 0.3, min_trial_val: int = MIN_TRIAL_VAL,
-            **strategy_options) -> RunRecord:
+            keep_going: bool = False, **strategy_options) -> RunRecord:
         """Train the grafted network with ``strategy`` into the run folder ``out`` (``"auto"``: the advisor decides,
         short trials settle an ambiguous advice); see :func:`graft.fine_tune`. ``epoch_log`` receives the per-epoch
-        records (dicts)."""
+        records (dicts). With a budget, the training gets what is left of it once the finishing (evaluation, model,
+        plots, report) is set aside; a budget that affords fewer epochs than the strategy needs is refused unless
+        ``keep_going``. ``"auto"`` never returns silently a model below a linear head on the same features: the
+        record carries a warning (the CLI exits 3) unless ``keep_going``."""
         out = Path(out)
         if self.seconds is not None and not self.left() and not is_auto(strategy):
             raise GraftError(f"time left of the {_secs(self.seconds)} budget to fit in",
                              f"none: the earlier stages of this workflow took {_secs(self.elapsed())}",
                              "make the fit a workflow of its own, or give this one a larger budget")
-        budget = self.left()
+        budget, advice = self.for_training(), None
         if is_auto(strategy):
-            strategy, options, epochs, budget = self._decide(out, epochs=epochs, resume=resume, margin=margin,
-                                                             trial_share=trial_share, min_trial_val=min_trial_val)
-            strategy_options = {**options, **strategy_options}
+            advice, options, epochs, budget = self._decide(out, epochs=epochs, resume=resume, margin=margin,
+                                                           trial_share=trial_share, min_trial_val=min_trial_val,
+                                                           keep_going=keep_going)
+            strategy, strategy_options = advice.strategy, {**options, **strategy_options}
+        if budget is not None and budget <= 0:
+            raise GraftError(f"time left of the {_secs(self.seconds)} budget to train in",
+                             f"none: loading{', measuring' if advice is not None else ''} and what follows the "
+                             f"training take {_secs(self.elapsed() + self.finish())} here",
+                             f"raise --budget above {_secs(1.5 * (self.elapsed() + self.finish()))}")
         record = _fine_tune(self.fresh(), self.data, out, strategy=strategy, epochs=epochs, budget=budget,
                             batch_size=self.batch_size, seed=self.seed, resume=resume, patience=patience,
                             plateau=plateau, plan=self.plan, log=epoch_log, progress=progress,
                             times=self.step_times if self._needs_times(strategy, epochs, resume) else None,
-                            **strategy_options)
+                            keep_going=keep_going or advice is not None, **strategy_options)
+        if advice is not None:
+            record = self._against_linear(record, out, keep_going)
         from graft.report.plots import plot_run
 
         plot_run(out)  # confusion.png, from metrics.json
@@ -269,16 +354,33 @@ class Workflow:
             self.report(out)
         return record
 
+    def _against_linear(self, record: RunRecord, out: Path, keep_going: bool) -> RunRecord:
+        """``auto``'s check: a fit whose best validation accuracy is below the lower end of the 95 % interval of the
+        linear probe on the last layer (the features a linear head reads, measured on the same validation split)
+        is said plainly, in the log and as a warning on the record."""
+        path = out / "measures.json"
+        if record.best_accuracy is None or not path.is_file() or record.strategy == "linear":
+            return record
+        measures = Measures.from_json(path.read_text())
+        last = next((e for e in reversed(measures.layers) if e.probe_accuracy is not None), None)
+        if last is None or measures.eval_split != "val" or record.best_accuracy >= (last.probe_low or 0.0):
+            return record
+        warning = (f"{record.strategy} reached {record.best_accuracy:.3f} on val, below a linear head on the same "
+                   f"features ({last.name}: the probe measured {last.probe_accuracy:.3f}, 95 % CI "
+                   f"{last.probe_low:.3f}-{last.probe_high:.3f}): fit --strategy linear, or give it a larger budget")
+        self.say(f"warning: {warning}")
+        return record.with_warning(warning)
+
     def _needs_times(self, strategy, epochs, resume: bool) -> bool:
         """Whether the fit prices epochs from step times: a budget, no epochs given, a fresh run of phases."""
         return (self.seconds is not None and epochs is None and not resume
                 and parse_strategy(strategy).definition.fit is None)
 
     def _decide(self, out: Path, *, epochs, resume: bool, margin: float, trial_share: float,
-                min_trial_val: int) -> tuple[str, dict, int | None, float | None]:
+                min_trial_val: int, keep_going: bool = False) -> tuple[Advice, dict, int | None, float | None]:
         """``--strategy auto``: the advice (read back on resume), settled by trials where it is ambiguous, there is a
-        budget and the validation split can tell close candidates apart; the strategy, its options, the epochs and
-        the budget left for the fit."""
+        budget and the validation split can tell close candidates apart, then checked against the time left (see
+        :meth:`affordable`); the advice, its options, the epochs and the budget left for the training."""
         from graft.training.auto import successive_halving, trial_candidates, with_trials
 
         say, seconds = self.say, self.seconds
@@ -301,7 +403,7 @@ class Workflow:
             elif len(candidates) > 1 and seconds is not None:
                 check_splits(self.data)
                 winner, trials = successive_halving(self.backbone, self.data, self.plan, out, candidates,
-                                                    self.left() * trial_share, self.step_times,
+                                                    self.for_training() * trial_share, self.step_times,
                                                     batch_size=self.batch_size, seed=self.seed,
                                                     has_adapter=self.has_adapter, log=say)
                 advice = with_trials(advice, winner, trials)
@@ -314,17 +416,38 @@ class Workflow:
                 say(f"{', '.join(candidates)} score within {margin}: without --budget no trials run; fitting "
                     f"{advice.strategy}")
             write_json(saved, advice)
-        left = self.left()
+        left = self.for_training()
         if left is not None and epochs is None:
-            strategy = parse_strategy(advice.strategy)
-            least = least_epochs(strategy)
-            need = strategy_seconds(strategy, self.step_times, least, self.has_adapter)
-            if left < need:  # the measurements took the budget: fit the shortest run rather than nothing
-                say(f"the measurements and trials took {_secs(self.elapsed())} of the {_secs(seconds)} budget; "
-                    f"fitting {advice.strategy} for its minimum, {least} epoch{'s' if least > 1 else ''} "
-                    f"(about {need:.0f} s)")
-                return advice.strategy, dict(advice.options), least, None
-        return advice.strategy, dict(advice.options), epochs, left
+            advice = self.affordable(advice, left, keep_going)
+            if (out / "advice.json").is_file():
+                write_json(saved, advice)
+        return advice, dict(advice.options), epochs, left
+
+    def affordable(self, advice: Advice, left: float, keep_going: bool = False) -> Advice:
+        """The advice, or the best candidate that is sound in the ``left`` seconds when the advised one is not
+        (measuring and trials took their share): never a strategy fitted for a fraction of what it needs. When none
+        is, a clear error, unless ``keep_going`` (then the advice, for what fits of it)."""
+        def affords(label: str) -> tuple[int, int]:
+            return self.epochs_for(label), sound_epochs(parse_strategy(label))
+
+        epochs, sound = affords(advice.strategy)
+        if epochs >= sound:
+            return advice
+        spent = (f"the measurements{' and trials' if advice.trials else ''} took {_secs(self.elapsed())} of the "
+                 f"{_secs(self.seconds)} budget; what is left for training ({_secs(left)}) affords {epochs} epoch"
+                 f"{'s' if epochs != 1 else ''} of {advice.strategy}, fewer than the {sound} it needs")
+        for candidate in advice.candidates:
+            name = candidate["strategy"]
+            if name != advice.strategy and affords(name)[0] >= affords(name)[1]:
+                self.say(f"{spent}: fitting {name}, the best candidate that is sound in that time")
+                reasons = (f"{spent}; {name} is the best candidate that is sound in that time", *advice.reasons)
+                return replace(advice, strategy=name, options={}, unfreeze=(), reasons=reasons)
+        if keep_going:
+            self.say(f"{spent}, and no candidate is sound in that time; fitting it anyway (keep going)")
+            return advice
+        raise GraftError("a budget that leaves time for a sound fit after measuring", spent + ", and no other "
+                         "candidate is sound in that time", f"raise --budget (more than {_secs(self.seconds)}), or "
+                         "pass --keep-going to fit what fits anyway")
 
     def report(self, out: str | Path) -> Path:
         """(Re)build ``out/report.html`` from the run folder alone."""

@@ -82,21 +82,43 @@ def test_without_probes_the_advisor_says_what_it_needs():
         advise(m)
 
 
-def test_a_short_budget_marks_down_the_strategies_it_cannot_train_long_enough():
+def test_a_short_budget_leaves_out_the_strategies_it_cannot_train_soundly():
     """ResNet-20 -> FSDD spectrograms (bench/advisor_regret.py, task 5): the measures favour fine-tuning
-    everything, but the fit's budget affords it 1 epoch; partial:2, with its frozen prefix computed once,
-    affords 40."""
+    everything, but the fit's budget affords it 1 epoch (fewer than the 3 it needs: left out, ranked after every
+    sound candidate, never advised); partial:2, with its frozen prefix computed once, affords 40."""
     measures = _measures([0.3, 0.5, 0.70, 0.66, 0.62], similarity=[0.1, 0.2, 0.3, 0.4, 0.5])
     unbounded = advise(measures, samples_per_class=[216] * 10)
     assert unbounded.strategy == "full"
     epochs = {"full": 1, "lp-ft": 2, "scratch": 1, "linear": 1, "partial:2": 40}
     short = advise(measures, samples_per_class=[216] * 10, epochs_for=epochs.get)
     assert short.strategy == "partial:2" and short.measurements["epochs_in_budget"] == epochs
+    left_out = [c["strategy"] for c in short.candidates if c.get("left_out")]
+    assert set(left_out) == {"full", "lp-ft", "scratch"}
+    assert [c["strategy"] for c in short.candidates][-len(left_out):] == left_out, "ranked after the sound ones"
     full = next(c for c in short.candidates if c["strategy"] == "full")
-    assert "affords only 1 epoch of it" in full["why"] and full["score"] < next(
-        c["score"] for c in unbounded.candidates if c["strategy"] == "full")
+    assert "affords 1 epoch of it, fewer than the 3 it needs" in full["why"]
+    assert "(left out: not enough time)" in short.render()
     linear = next(c for c in short.candidates if c["strategy"] == "linear")
-    assert "affords" not in linear["why"]  # a solved head needs one pass, not epochs
+    assert "affords" not in linear["why"] and not linear.get("left_out")  # a solved head needs one pass
+
+
+def test_a_budget_of_few_sound_epochs_marks_a_strategy_down():
+    measures = _measures([0.3, 0.5, 0.70, 0.66, 0.62], similarity=[0.1, 0.2, 0.3, 0.4, 0.5])
+    unbounded = advise(measures, samples_per_class=[216] * 10)
+    epochs = {"full": 3, "lp-ft": 3, "scratch": 10, "linear": 1, "partial:2": 40}
+    short = advise(measures, samples_per_class=[216] * 10, epochs_for=epochs.get)
+    full = next(c for c in short.candidates if c["strategy"] == "full")
+    assert "affords only 3 epochs of it, few to adapt (-0.15)" in full["why"] and not full.get("left_out")
+    assert full["score"] == pytest.approx(next(c["score"] for c in unbounded.candidates
+                                               if c["strategy"] == "full") - 0.15, abs=1e-3)
+
+
+def test_an_advice_without_time_to_measure_is_a_solved_linear_head():
+    from graft.strategy.advisor import unmeasured_advice
+
+    advice = unmeasured_advice("extracting 50 samples would take 30 s")
+    assert advice.strategy == "linear" and not advice.ambiguous
+    assert "no measurement: extracting 50 samples would take 30 s" in advice.render()
 
 
 def test_little_data_and_lower_layers_that_add_much_mean_every_layer_at_once():

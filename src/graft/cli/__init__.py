@@ -12,6 +12,7 @@ Building the parser imports neither torch nor numpy: each subcommand imports its
 from __future__ import annotations
 
 import argparse
+import time
 
 from rich.console import Console
 from rich.markup import escape
@@ -39,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``graft ARGV`` (default: the process's arguments); the exit status."""
+    started = time.perf_counter()  # a command's --budget counts from here
     args = build_parser().parse_args(argv)
+    args.started = started
     try:
         return args.handler(args, Console())
     except GraftError as exc:

@@ -12,11 +12,13 @@ from graft.cli.options import add_output_options
 def add_demo(sub) -> None:
     p = sub.add_parser("demo", help="run the main job on the embedded default (ResNet-20 -> MNIST digits)")
     add_output_options(p, out="run folder to write (default: runs/demo)", default="runs/demo")
+    p.add_argument("--budget", default=None, help="seconds (or 2m) for the whole demo; every stage is planned to "
+                   "this machine's speed (default 120s)")
     p.set_defaults(handler=demo)
 
 
 def demo(args: argparse.Namespace, console: Console) -> int:
-    from graft.demo import run_demo
+    from graft.demo import DEMO_BUDGET, run_demo
 
-    run_demo(args.out, console=console)
+    run_demo(args.out, console=console, budget=args.budget or DEMO_BUDGET)
     return 0

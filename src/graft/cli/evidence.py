@@ -43,6 +43,7 @@ def add_probe(sub) -> None:
                    "BatchNorm layers hold no statistics")
     g.add_argument("--no-multilayer", action="store_true",
                    help="skip the probe over every layer at once (selected features; the slowest measure)")
+    add_training_options(p, ("budget",))
     g = add_output_options(p, out="run folder for measures.json (and measures.png with --plot)", json=True)
     g.add_argument("--plot", action="store_true", help="write measures.png: the per-layer curves")
     p.set_defaults(handler=probe)
@@ -60,8 +61,8 @@ def probe(args: argparse.Namespace, console: Console) -> int:
                        args.eval_split, layers=layers, out=args.out, plot=args.plot, source_data=args.source_data,
                        input_size=size(args.input_size), batch_size=args.batch_size, seed=args.seed,
                        max_samples=args.max_samples, multilayer=not args.no_multilayer,
-                       load_options=load_options(args), data_options=data_options(args),
-                       log=None if args.json else printer(Console(stderr=True)))
+                       load_options=load_options(args), data_options=data_options(args), budget=args.budget,
+                       started=args.started, log=None if args.json else printer(Console(stderr=True)))
     print(measures.to_json() if args.json else measures.render(width=console.width))
     if args.out and not args.json:
         written = "measures.json" + (" and measures.png" if args.plot else "")
@@ -96,7 +97,8 @@ def compare(args: argparse.Namespace, console: Console) -> int:
     result = run_side_by_side(args.model, args.data, args.out, strategies=args.strategies, budget=args.budget,
                               seeds=tuple(range(args.seed, args.seed + args.seeds)), batch_size=args.batch_size,
                               max_epochs=args.max_epochs, target=target(args), load_options=load_options(args),
-                              data_options=data_options(args), log=say, **({"lr": args.lr} if args.lr else {}))
+                              data_options=data_options(args), log=say, started=args.started,
+                              **({"lr": args.lr} if args.lr else {}))
     table = Table(title=f"{result.model} -> {result.data}: {result.budget_seconds:.0f} s in all")
     for name in ("strategy", "val", result.split or "test", "F1", "epochs", "s", "trained", "ms"):
         table.add_column(name, justify="left" if name == "strategy" else "right", no_wrap=True)
@@ -121,6 +123,7 @@ def add_advise(sub) -> None:
     g.add_argument("--max-samples", type=int, default=2000, help="the probe's sample per split (default 2000)")
     g.add_argument("--no-multilayer", action="store_true",
                    help="skip the probe over every layer at once, and with it the multilayer candidate")
+    add_training_options(p, ("budget",))
     add_target_options(p, size_mode=False)
     add_output_options(p, out="folder for measures.json, measures.png, advice.json", json=True)
     p.set_defaults(handler=advise)
@@ -132,7 +135,8 @@ def advise(args: argparse.Namespace, console: Console) -> int:
     say = printer(console)
     advice = recommend(args.model, args.data, out=args.out, target=target(args), max_samples=args.max_samples,
                        load_options=load_options(args), data_options=data_options(args),
-                       log=None if args.json else say, multilayer=False if args.no_multilayer else "auto")
+                       log=None if args.json else say, multilayer=False if args.no_multilayer else "auto",
+                       budget=args.budget, started=args.started)
     if args.json:
         print(advice.to_json())
     else:

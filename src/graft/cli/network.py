@@ -47,7 +47,7 @@ def add_plan(sub) -> None:
     g.add_argument("--input-size", nargs="+", type=int, metavar="N", help="input size of the new data: H W, or L")
     g.add_argument("--truncate-at", help="keep blocks up to this one (name or index) and put a new head on top")
     g.add_argument("--label-map", help="renamed classes: new=old,new2=old2")
-    g = add_target_options(p)
+    g = add_target_options(p, run_size=False)
     g.add_argument("--pad-value", type=float, default=0.0, help="sentinel value written where padding adds positions")
     g.add_argument("--mask-channel", action=argparse.BooleanOptionalAction, default=None,
                    help="append a channel marking real data (1) vs padding (0); default: on when padding")

@@ -138,7 +138,8 @@ def data_options(args: argparse.Namespace):
 # option -> (add_argument keywords, help, what None means or None)
 TRAINING = {
     "epochs": (dict(type=int), "epochs", "10, or what fits in --budget"),
-    "budget": (dict(), "time budget: 90s, 10m, 1.5h", None),
+    "budget": (dict(), "time budget of the whole command (loading, measuring, training, report): 90s, 10m, 1.5h",
+               None),
     "lr": (dict(type=float), "peak learning rate of the head", "1e-3"),
     "batch-size": (dict(type=int), "samples per training step", None),
     "layer-decay": (dict(type=float), "learning-rate factor per block going down", "0.7"),
@@ -165,15 +166,18 @@ def add_training_options(p: argparse.ArgumentParser, names: Iterable[str] = tupl
 
 # -- the surgery target ------------------------------------------------------------------------------------
 
-def add_target_options(p: argparse.ArgumentParser, *, size_mode: bool = True):
-    """How the surgery treats the head (``--keep-rows``) and the input size (``--size-mode``); the group, for a
-    command's own surgery options."""
+def add_target_options(p: argparse.ArgumentParser, *, size_mode: bool = True, run_size: bool = True):
+    """How the surgery treats the head (``--keep-rows``) and the input size (``--size-mode``, ``--input-size``); the
+    group, for a command's own surgery options."""
     g = p.add_argument_group("surgery")
     g.add_argument("--keep-rows", default="auto", choices=KEEP_ROWS, help="keep the head rows of classes matched by "
                    "name (require: fail if none match; never: a new head; default %(default)s)")
     if size_mode:
         g.add_argument("--size-mode", default="auto", choices=SIZE_MODES,
                        help="how the network takes the new input size (default %(default)s: the planner chooses)")
+    if run_size:
+        g.add_argument("--input-size", nargs="+", type=int, metavar="N", help="run the network at H W (or L): the "
+                       "inputs are resized to it in a parameter-free input layer (e.g. 32 px images at 96 px)")
     return g
 
 
@@ -182,6 +186,8 @@ def target(args: argparse.Namespace) -> dict:
     fields = {"keep_rows": args.keep_rows}
     if hasattr(args, "size_mode"):
         fields["size_mode"] = args.size_mode
+    if getattr(args, "input_size", None):
+        fields["run_size"] = tuple(args.input_size)
     return fields
 
 

@@ -58,6 +58,8 @@ def add_fit(sub) -> None:
     g = p.add_argument_group("strategy")
     g.add_argument("--strategy", default="full", help=f"{STRATEGIES} (default %(default)s)")
     g.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    g.add_argument("--keep-going", action="store_true", help="fit even when the budget affords fewer epochs than "
+                   "the strategy needs, and exit 0 on a result below a linear head (default: refuse, exit 3)")
     add_training_options(p, batch_size=32)
     add_target_options(p)
     add_output_options(p, out="run folder (runs/NAME)", required=True, json=True, quiet=True)
@@ -80,7 +82,8 @@ def fit(args: argparse.Namespace, console: Console) -> int:
                        batch_size=args.batch_size, seed=args.seed, resume=args.resume, patience=args.patience,
                        plateau=args.plateau, load_options=load_options(args), data_options=data_options(args),
                        target=target(args), messages=printer(human), log=None if args.quiet else show,
-                       progress=not args.quiet, **{k: v for k, v in tuning.items() if v is not None})
+                       progress=not args.quiet, keep_going=args.keep_going, started=args.started,
+                       **{k: v for k, v in tuning.items() if v is not None})
     final = (f"{record.final_split} accuracy {record.final_accuracy:.3f}, macro-F1 {record.final_macro_f1:.3f}"
              if record.final_accuracy is not None else "no held-out split to evaluate")
     stopped = f" ({record.stopped})" if record.stopped else ""
@@ -90,4 +93,9 @@ def fit(args: argparse.Namespace, console: Console) -> int:
                 f"{Path(record.run_dir) / 'report.html'}", highlight=False)
     if args.json:
         print(record.to_json())
+    for warning in record.warnings:
+        human.print(f"warning: {warning}", highlight=False, markup=False)
+    if record.warnings and not args.keep_going:
+        human.print("the run folder keeps the model; exit status 3 (pass --keep-going to accept it)", highlight=False)
+        return 3
     return 0

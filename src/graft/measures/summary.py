@@ -27,6 +27,8 @@ from graft.measures.transferability import (
 )
 
 IDENTITY_TOLERANCE = 1e-3  # running_var within this of 1 and running_mean of 0: an identity BN (folded weights)
+PROBE_RATE = 6e-7  # seconds per sample, feature (+64) and class of one layer's probe, LogME and H-score included
+MULTILAYER_FACTOR = 1.6  # the multilayer probe costs this many single probes of its (narrowed) total width
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,28 @@ def multilayer_line(m: dict) -> str:
             f"{sum(1 for v in m['selected'].values() if v)} layers; the head's weight: {carried}")
 
 
+def probe_seconds(samples: int, dim: int, classes: int, rate: float = PROBE_RATE) -> float:
+    """The estimated time of one layer's measures on ``samples`` x ``dim`` features: the probe's lbfgs fits over
+    its C grid, LogME and H-score (``rate`` measured on a 2-core CPU: MobileNetV2's 11 layers on 1800 samples of
+    10 classes, BENCHMARKS.md issue 16; :func:`measure_layers` replaces it with the rate it observes)."""
+    return rate * samples * (dim + 64) * max(2, classes)
+
+
+def priority_order(count: int) -> list[int]:
+    """The order in which layers are probed when the time may not suffice for all: the last (what a linear head
+    reads, and the top-block drop), then by bisection of the depth (the middle, the quarters...), the first last."""
+    order, seen, spans = [count - 1], {count - 1}, [(0, count - 1)]
+    while spans:
+        low, high = spans.pop(0)
+        middle = (low + high) // 2
+        if middle not in seen and middle != 0:
+            order.append(middle)
+            seen.add(middle)
+        if high - low > 1:
+            spans += [(low, middle), (middle, high)]
+    return order + [i for i in range(count) if i not in seen]
+
+
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -198,7 +222,7 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
                    model: str = "", data: str = "", train_split: str = "train", eval_split: str | None = None,
                    probe: bool = True, folds: int = 5, seed: int = 0, choose_c: str = "cv",
                    multilayer: bool | Callable[[Measures], str | None] = True,
-                   progress: Callable[[str], None] | None = None) -> Measures:
+                   progress: Callable[[str], None] | None = None, deadline: float | None = None) -> Measures:
     """Probe accuracy, LogME, H-score and similarity for each layer; LEEP and NCE of the source head.
 
     ``train_features[layer]`` is (N, D_layer); ``eval_features`` (optional) the same for held-out samples on
@@ -208,7 +232,10 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
     source head's outputs on the training samples; ``source_features`` (optional) pooled features of a
     sample of the source data, per layer, used for similarity instead of the BN statistics. ``multilayer``: also
     probe every layer at once; a callable is shown the per-layer measures first and returns ``None`` to run it or
-    the reason to skip it (kept in the notes).
+    the reason to skip it (kept in the notes). ``deadline`` (a ``time.perf_counter()`` value): probe the layers
+    best-first (:func:`priority_order`) and leave out each one whose estimated time (:func:`probe_seconds`, at the
+    rate observed so far) no longer fits before it, and the multilayer probe likewise; the notes name what was left
+    out. The last layer is always probed.
     """
     layers = list(layers)
     if not layers:
@@ -226,27 +253,45 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
     start = time.perf_counter()
     sim, bn_counts, method, sim_note = _similarity(layers, batchnorm, train_features, source_features)
     seconds["similarity"] = time.perf_counter() - start
-    entries = []
-    for name in layers:
+    classes = len(np.unique(y))
+    found: dict[int, LayerMeasures] = {}
+    spent = work = 0.0  # probe seconds, and samples x (features + 64) x classes behind them: the observed rate
+    skipped: list[str] = []
+    for index in priority_order(len(layers)) if deadline is not None else range(len(layers)):
+        name = layers[index]
+        x = np.asarray(train_features[name])
+        rate = spent / work if work else PROBE_RATE
+        if deadline is not None and found and time.perf_counter() + probe_seconds(len(y), x.shape[1], classes,
+                                                                                  rate) > deadline:
+            skipped.append(name)
+            continue
         t0 = time.perf_counter()
         if progress is not None:
             progress(name)
-        x = np.asarray(train_features[name])
         result = None
         if probe:
             result = (linear_probe(x, y, np.asarray(eval_features[name]), np.asarray(eval_labels), folds=folds,
                                    seed=seed, choose_c=choose_c) if eval_features is not None
                       else linear_probe(x, y, folds=folds, seed=seed))
-        entries.append(LayerMeasures(
+        found[index] = LayerMeasures(
             name=name, dim=int(x.shape[1]),
             probe_accuracy=None if result is None else result.accuracy,
             probe_low=None if result is None else result.ci_low, probe_high=None if result is None else result.ci_high,
             probe_c=None if result is None else result.c, logme=log_maximum_evidence(x, y), h_score=h_score(x, y),
-            similarity=sim[name], batchnorms=bn_counts[name], seconds=round(time.perf_counter() - t0, 3)))
+            similarity=sim[name], batchnorms=bn_counts[name], seconds=round(time.perf_counter() - t0, 3))
+        spent += time.perf_counter() - t0
+        work += len(y) * (x.shape[1] + 64) * max(2, classes)
+    entries = [found.get(i) or LayerMeasures(name=n, dim=int(np.asarray(train_features[n]).shape[1]),
+                                             similarity=sim[n], batchnorms=bn_counts[n])
+               for i, n in enumerate(layers)]
     seconds["layers"] = time.perf_counter() - start - seconds["similarity"]
     best, reason = _best(entries, len(y))
     leep = nce = None
     notes: list[str] = []
+    if skipped:
+        notes.append(f"{len(skipped)} of {len(layers)} layers not probed, to stay within the time for measuring: "
+                     f"{', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''} (the layers are probed best-first: "
+                     "the last, then by bisection of the depth)")
     if logits is not None:
         logits = np.asarray(logits)
         if logits.ndim == 2 and logits.shape[1] > 1 and len(logits) == len(y):
@@ -273,6 +318,14 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
     if not (probe and multilayer and len(layers) > 1):
         return measures
     skip = multilayer(measures) if callable(multilayer) else None
+    if not skip and deadline is not None:
+        from graft.measures.multilayer import MAX_WIDTH
+
+        width = sum(min(e.dim, MAX_WIDTH) for e in entries)
+        need = MULTILAYER_FACTOR * probe_seconds(len(y), width, classes, spent / work if work else PROBE_RATE)
+        if time.perf_counter() + need > deadline:
+            skip = (f"it would take about {need:.0f} s, more than the {max(0.0, deadline - time.perf_counter()):.0f} s "
+                    "left of the time for measuring")
     if skip:
         return replace(measures, notes=(*measures.notes, f"multilayer probe skipped: {skip}"))
     from graft.measures.multilayer import multilayer_probe

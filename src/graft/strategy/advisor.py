@@ -59,7 +59,9 @@ class Advice(JsonSerializable):
         lines = [f"advice: {self.strategy}" + (f" {self.options}" if self.options else ""),
                  f"scenario: {self.scenario}"]
         lines += [f"  - {r}" for r in self.reasons]
-        lines.append("candidates: " + ", ".join(f"{c['strategy']} {c['score']:.2f}" for c in self.candidates))
+        lines.append("candidates: " + ", ".join(f"{c['strategy']} {c['score']:.2f}"
+                                                + (" (left out: not enough time)" if c.get("left_out") else "")
+                                                for c in self.candidates))
         if self.ambiguous and not self.trials:
             lines.append("the top candidates score within the margin: short trials decide (graft fit --strategy auto)")
         for t in self.trials:
@@ -118,8 +120,11 @@ def measure_skip_reason(measure: str, measures: Measures, *, samples_per_class: 
     advice's time on the larger tasks)."""
     per_layer = replace(measures, **{measure: None})
     s = _signals(per_layer, samples_per_class)
-    others = advise(per_layer, samples_per_class=samples_per_class, blocks=blocks, margin=margin,
-                    epochs_for=epochs_for).candidates[0]
+    ranked = advise(per_layer, samples_per_class=samples_per_class, blocks=blocks, margin=margin,
+                    epochs_for=epochs_for).candidates
+    others = next((c for c in ranked if not c.get("left_out")), None)
+    if others is None:  # nothing else is sound in the time left: the measure may find what is
+        return None
     needing = [d for d in registered_strategies().values() if d.measure == measure and d.prior is not None]
     ceilings = {d.name: d.ceiling(s) for d in needing}
     if not ceilings:
@@ -160,7 +165,9 @@ def advise(measures: Measures, *, samples_per_class: Sequence[int] = (), blocks:
     """The strategy for the data ``measures`` describes (see the module docstring for how it decides).
 
     ``epochs_for(strategy)``: how many epochs of it the time left for the fit affords (``graft fit --strategy
-    auto --budget``). A strategy that affords fewer than ``ENOUGH_EPOCHS`` loses up to ``SHORT_PENALTY``:
+    auto --budget``). A strategy that affords fewer than the epochs it needs to adapt soundly (its registered
+    ``sound``) is left out: ranked after every one that fits, never advised while one does. One that affords fewer
+    than ``ENOUGH_EPOCHS`` loses up to ``SHORT_PENALTY``:
     on a short budget, fine-tuning everything for one or two epochs loses to a partial fine-tune whose frozen
     prefix is computed once and which runs many epochs in the same time (BENCHMARKS.md, FSDD)."""
     s = _signals(measures, samples_per_class)
@@ -178,17 +185,23 @@ def advise(measures: Measures, *, samples_per_class: Sequence[int] = (), blocks:
         if proposed is not None:
             cands.append(proposed)
             kind[proposed[0]] = definition
-    affordable = {}
+    affordable, unsound = {}, set()
     if epochs_for is not None:
         for i, (name, score, why) in enumerate(cands):
             epochs = affordable[name] = int(epochs_for(name))
-            if epochs < ENOUGH_EPOCHS and not kind[name].solved:
+            sound = kind[name].sound
+            if epochs < sound:  # never fitted for a fraction of what it needs: ranked after every sound candidate
+                unsound.add(name)
+                cands[i] = (name, score, f"{why}; left out: the budget left affords {epochs} epoch"
+                            f"{'s' if epochs != 1 else ''} of it, fewer than the {sound} it needs")
+            elif epochs < ENOUGH_EPOCHS and not kind[name].solved:
                 cut = SHORT_PENALTY * (1 - epochs / ENOUGH_EPOCHS)
                 cands[i] = (name, score - cut, f"{why}; but the budget left affords only {epochs} epoch"
-                            f"{'s' if epochs != 1 else ''} of it, too few to adapt (-{cut:.2f})")
-    ranked = sorted(cands, key=lambda c: -c[1])
+                            f"{'s' if epochs != 1 else ''} of it, few to adapt (-{cut:.2f})")
+    ranked = sorted(cands, key=lambda c: (c[0] in unsound, -c[1]))
     chosen, score, why = ranked[0]
-    ambiguous = len(ranked) > 1 and ranked[0][1] - ranked[1][1] < margin
+    sound_ranked = [c for c in ranked if c[0] not in unsound]
+    ambiguous = len(sound_ranked) > 1 and sound_ranked[0][1] - sound_ranked[1][1] < margin
     reasons = [why,
                f"feature quality: best probe accuracy {measures.layers[s.best_index].probe_accuracy:.3f} at "
                f"{best_name}, last layer {measures.layers[s.last_index].probe_accuracy:.3f}",
@@ -198,7 +211,8 @@ def advise(measures: Measures, *, samples_per_class: Sequence[int] = (), blocks:
     rule = kind[chosen].unfreeze
     unfreeze = tuple(above) if rule == "above" else tuple(names) if rule == "all" else ()
     return Advice(chosen, options, best_name if kind[chosen].tap_layer else None, unfreeze, _scenario(s), tuple(reasons),
-                  tuple({"strategy": n, "score": round(v, 3), "why": w} for n, v, w in ranked), ambiguous,
+                  tuple({"strategy": n, "score": round(v, 3), "why": w, **({"left_out": True} if n in unsound else {})}
+                        for n, v, w in ranked), ambiguous,
                   {"train_samples": measures.num_train, "classes": len(measures.label_names),
                    "samples_per_class_min": s.per_class, "best_layer": best_name,
                    "best_probe_accuracy": measures.layers[s.best_index].probe_accuracy,
@@ -208,3 +222,11 @@ def advise(measures: Measures, *, samples_per_class: Sequence[int] = (), blocks:
                    **({"multilayer_accuracy": measures.multilayer["accuracy"],
                        "multilayer_quality": round(s.multilayer_quality, 3)} if s.multilayer_quality is not None else {}),
                    **({"epochs_in_budget": affordable} if affordable else {})})
+
+
+def unmeasured_advice(why: str) -> Advice:
+    """The advice when there is no time to measure: a solved linear head, the cheapest fit that is sound (one pass
+    over the data and a head solved to convergence), with ``why``."""
+    reason = f"no measurement: {why}; a solved linear head is the cheapest sound fit (one pass over the data)"
+    return Advice("linear", {}, None, (), "not measured", (reason,),
+                  ({"strategy": "linear", "score": 0.0, "why": reason},), False, {"measured": False})

@@ -11,7 +11,8 @@ registry names one (the way timm registers its models and PEFT its methods):
 - ``prior``: its score for the advisor from the measured signals, with the reason (``None``: not a candidate);
   ``ceiling``: the most that prior could give when its ``measure`` (a costly optional measurement of the probe,
   such as ``multilayer``) is not taken yet, so the probe can skip that measurement when it cannot change the advice;
-- ``least_epochs``, ``solved`` (a head solved in one pass: the advisor does not mark it down for a short budget),
+- ``least_epochs`` (its shortest run), ``sound_epochs`` (the fewest that give a sound result: a budget that
+  affords fewer is not fitted), ``solved`` (a head solved in one pass: the advisor does not mark it down for a short budget),
   ``one_pass`` (its result does not depend on the epochs at all: a trial runs it once; multilayer, not linear,
   whose head falls back to SGD epochs when it is not a Linear layer),
   ``unfreeze`` (which blocks the advice lists: ``all``, ``above`` the best probe layer, or ``none``), ``tap_layer``
@@ -32,6 +33,7 @@ from typing import Any, Protocol
 from graft.errors import GraftError
 
 UNFREEZE = ("all", "above", "none")
+SOUND_EPOCHS = 3  # a strategy that trains by epochs needs at least this many to adapt (BENCHMARKS.md, issue 16)
 
 
 class FitContext(Protocol):
@@ -71,6 +73,7 @@ class StrategyDefinition:
     config: type | None = None  # None: graft.strategy.spec.Strategy
     takes_k: bool = False  # written NAME:K (partial:2)
     least_epochs: int = 1
+    sound_epochs: int | None = None  # the fewest epochs that adapt it soundly (None: 1 when solved or one-pass, else 3)
     solved: bool = False
     one_pass: bool = False  # its result does not depend on the epochs: a trial runs it once, its score carries over
     unfreeze: str = "none"
@@ -80,6 +83,14 @@ class StrategyDefinition:
     prior: Callable[..., tuple[str, float, str] | None] | None = None
     measure: str | None = None  # an optional measurement of the probe that the prior needs
     ceiling: Callable[..., float] | None = None
+
+    @property
+    def sound(self) -> int:
+        """The fewest epochs of this strategy that give a sound result: a budget that affords fewer is not fitted
+        (``--strategy auto`` picks another; an explicit strategy is refused unless asked to keep going)."""
+        if self.sound_epochs is not None:
+            return max(self.least_epochs, self.sound_epochs)
+        return self.least_epochs if self.solved or self.one_pass else max(self.least_epochs, SOUND_EPOCHS)
 
     def __post_init__(self):
         if not self.name or self.name != self.name.strip().lower() or ":" in self.name or "," in self.name:

@@ -221,6 +221,8 @@ def decide_input_size(backbone: Backbone, target: Target, mask_in: int = 0) -> S
     """``mask_in``: mask channels the input already carries (appended by feature alignment)."""
     spec, inp = backbone.spec, backbone.spec.input
     want, mode = target.input_size, target.size_mode
+    if target.run_size is not None:
+        return _run_size(backbone, target)
     if target.mask_channel and mode not in ("auto", "pad", "crop"):
         raise GraftError("mask_channel only with padding (size_mode 'pad' or 'auto')", f"size_mode={mode!r}",
                          "drop mask_channel or use size_mode='pad'")
@@ -303,6 +305,36 @@ def decide_input_size(backbone: Backbone, target: Target, mask_in: int = 0) -> S
     applicable = [m for m in SIZE_OPTIONS if m != mode and not (m == "global_pool" and inp.flexible_size)
                   and not (m == "native" and inp.flexible_size is False)]
     return Step("input_size", summary, reason, tuple(f"{m}: {SIZE_OPTIONS[m]}" for m in applicable), params)
+
+
+def _run_size(backbone: Backbone, target: Target) -> Step | None:
+    """The network runs at ``target.run_size`` (``--input-size``): the data's inputs are resized to it."""
+    spec, inp = backbone.spec, backbone.spec.input
+    want, run = target.input_size, tuple(target.run_size)
+    if inp.spatial_dims == 0:
+        raise ShapeError("a convolutional network to run at another input size", f"{spec.name} takes vectors",
+                         "leave --input-size out for tables")
+    if len(run) != inp.spatial_dims:
+        raise ShapeError(f"--input-size with {inp.spatial_dims} value{'s' if inp.spatial_dims > 1 else ''} "
+                         f"({spec.name}'s first layer is {inp.spatial_dims}-D)", _size(run),
+                         "give H W for images, L for sequences")
+    if want is None:
+        raise GraftError("the data's input size, to resize it to --input-size", "none",
+                         "describe the data first (graft.load_data sets it)")
+    if not inp.flexible_size and tuple(run) != tuple(_source_size(backbone, "it has a fixed-size head")):
+        raise ShapeError(f"--input-size {_size(inp.size)}, the only size {spec.name} takes (a flatten + dense head)",
+                         _size(run), f"pass --input-size {' '.join(map(str, inp.size))} or leave it out")
+    minimum = inp.min_size or (1,) * len(run)
+    if not all(r >= m for r, m in zip(run, minimum)):
+        raise ShapeError(f"--input-size at least {_size(minimum)} (the smallest size {spec.name} takes)", _size(run),
+                         f"pass --input-size {' '.join(map(str, minimum))} or more")
+    if tuple(want) == run:
+        return None
+    source = f"; the network was trained at {_size(inp.size)}" if inp.size else ""
+    return Step("input_size", f"resize inputs {_size(want)} -> {_size(run)} in a parameter-free input layer",
+                f"asked for (--input-size {' '.join(map(str, run))}){source}",
+                tuple(f"{m}: {SIZE_OPTIONS[m]}" for m in ("native", "pad", "adapter")),
+                {"mode": "resize", "from": list(want), "to": list(run)})
 
 
 def decide_channels(backbone: Backbone, target: Target, size_step: Step | None, mask_in: int = 0) -> Step | None:

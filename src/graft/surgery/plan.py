@@ -45,6 +45,9 @@ class Target:
     feature_names: the new data's feature names (table columns, sensor channels) along the axis the source
         network's features are named on; aligned by name when the source names its features.
     seed: seeds the initialization of new tensors, so that applying a plan twice gives the same weights.
+    run_size: the size the network runs at (``--input-size``): the inputs (of ``input_size``) are resized to it in a
+        parameter-free input layer, e.g. 32 px images run at 96 px through a network trained at 224 px; None: the
+        planner decides with ``size_mode``.
     """
 
     num_classes: int | None = None
@@ -59,6 +62,7 @@ class Target:
     label_map: tuple[tuple[str, str], ...] = ()
     feature_names: tuple[str, ...] | None = None
     seed: int = 0
+    run_size: tuple[int, ...] | None = None
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -77,6 +81,11 @@ class Target:
             positive_int(self.in_chans, "in_chans")
         if self.input_size is not None:
             set_(self, "input_size", size_tuple(self.input_size))
+        if self.run_size is not None:
+            set_(self, "run_size", size_tuple(self.run_size))
+            if self.size_mode not in ("auto", "resize"):
+                raise GraftError("run_size (--input-size) with size_mode 'auto' or 'resize'",
+                                 f"size_mode={self.size_mode!r}", "leave size_mode out: the inputs are resized")
         if self.truncate_at is not None:
             set_(self, "truncate_at", str(self.truncate_at))
         if self.size_mode not in SIZE_MODES:

@@ -22,9 +22,11 @@ from graft.training.compare import _run
 
 
 def trial_candidates(advice: Advice, margin: float = 0.05, max_candidates: int = 3) -> list[str]:
-    """The strategies close enough to the advice's score to deserve a trial (the advice itself first)."""
+    """The strategies close enough to the advice's score to deserve a trial (the advice itself first); never one
+    the advisor left out (the budget affords fewer epochs of it than it needs)."""
     top = advice.candidates[0]["score"]
-    return [c["strategy"] for c in advice.candidates if top - c["score"] < margin][:max_candidates]
+    return [c["strategy"] for c in advice.candidates
+            if top - c["score"] < margin and not c.get("left_out")][:max_candidates]
 
 
 def successive_halving(backbone: Backbone, data: Data, plan: SurgeryPlan, out: str | Path, candidates: list[str],

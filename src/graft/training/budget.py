@@ -22,6 +22,7 @@ from torch import nn
 from graft.data import Data
 from graft.data.transforms import Preprocess
 from graft.errors import GraftError
+from graft.measures.summary import probe_seconds  # noqa: F401  (re-exported: the measuring plan's cost model)
 from graft.models import Backbone
 from graft.strategy.spec import Phase, Strategy, phases
 
@@ -39,6 +40,17 @@ class StepTimes:
     train_steps: int  # batches per training epoch
     eval_steps: int  # batches per validation pass (0: none)
     blocks: int
+    shares: tuple[float, ...] = ()  # each block's share of the forward pass (timed); empty: equal shares
+
+    def share(self, groups) -> float:
+        """The share of a training step's backward that training ``groups`` (block indices; the head and adapter
+        count as small) costs: the timed shares of those blocks, else ``k / blocks``."""
+        body = [g for g in groups if g >= 0]
+        if self.shares:
+            part = sum(self.shares[g] for g in body if g < len(self.shares))
+        else:
+            part = len(body) / max(1, self.blocks)
+        return min(1.0, max(0.02, part))
 
     def phase_seconds(self, phase: Phase, epochs: int, cached: bool) -> float:
         """The time of ``epochs`` epochs of ``phase``."""
@@ -48,7 +60,7 @@ class StepTimes:
         if phase.solve_head:  # one pass and one evaluation, whatever the epochs (a Linear head; see the Trainer)
             passes = 2 if phase.adapt_batchnorm else 1  # lp-ft re-estimates the BatchNorm statistics first
             return (passes * self.train_steps + self.eval_steps) * self.forward
-        share = min(1.0, max(0.05, sum(1 for g in phase.trainable if g >= 0) / max(1, self.blocks)))
+        share = self.share(phase.trainable)
         backward = max(0.0, self.train - self.forward) * share
         if cached:  # one pass through the frozen prefix, then the trainable part only
             trainable = backward + self.forward * share
@@ -62,6 +74,24 @@ def measure_step_times(backbone: Backbone, data: Data, batch_size: int, seed: in
     module = copy.deepcopy(backbone.module).train()
     for p in module.parameters():
         p.requires_grad_(True)
+    names = [b.name for b in backbone.spec.blocks if b.name != "input_layer"]
+    spent = [0.0] * len(names)
+    timing = {"on": False}
+    handles = []
+    for i, name in enumerate(names):  # each block's time in the timed forward passes: what training it costs
+        try:
+            block = module.get_submodule(name)
+        except AttributeError:
+            continue
+
+        def before(_m, _args, i=i):
+            timing[i] = time.perf_counter()
+
+        def after(_m, _args, _out, i=i):
+            if timing["on"] and i in timing:
+                spent[i] += time.perf_counter() - timing[i]
+
+        handles += [block.register_forward_pre_hook(before), block.register_forward_hook(after)]
     inp = backbone.spec.input
     prep = Preprocess(inp.mean, inp.std, None)
     opt = torch.optim.AdamW(list(module.parameters()), lr=1e-6)
@@ -76,7 +106,9 @@ def measure_step_times(backbone: Backbone, data: Data, batch_size: int, seed: in
         t1 = time.perf_counter()
         with torch.inference_mode():
             module.eval()
+            timing["on"] = bool(i)
             module(prep.batch(x))
+            timing["on"] = False
             module.train()
         t2 = time.perf_counter()
         if i:
@@ -89,8 +121,12 @@ def measure_step_times(backbone: Backbone, data: Data, batch_size: int, seed: in
     eval_steps = 0
     if eval_split and eval_split in data.splits:
         eval_steps = math.ceil(len(data[eval_split]) / batch_size)
+    for handle in handles:
+        handle.remove()
     blocks = max(1, len(backbone.spec.blocks))
-    return StepTimes(sum(train) / len(train), sum(forward) / len(forward), len(loader), eval_steps, blocks)
+    total = sum(forward)
+    shares = tuple(min(1.0, t / total) for t in spent) if total > 0 and any(spent) else ()
+    return StepTimes(sum(train) / len(train), sum(forward) / len(forward), len(loader), eval_steps, blocks, shares)
 
 
 def _cacheable(phase: Phase, strategy: Strategy) -> bool:
@@ -131,3 +167,104 @@ def require_budget(strategy: Strategy, times: StepTimes, seconds: float, has_ada
         raise GraftError(f"a budget of at least {least} epoch{'s' if least > 1 else ''} of {strategy.label} "
                          f"(about {need:.0f} s here)", f"{seconds:.0f} s",
                          "raise --budget, train on fewer samples, or pick a cheaper strategy (linear)")
+
+
+def sound_epochs(strategy: Strategy) -> int:
+    """The fewest epochs of ``strategy`` that give a sound result (its registered ``sound``)."""
+    return strategy.definition.sound
+
+
+def require_sound(strategy: Strategy, times: StepTimes, seconds: float, epochs: int, has_adapter: bool = False) -> None:
+    """A clear error when ``seconds`` affords ``epochs`` of ``strategy``, fewer than it needs to adapt soundly: a
+    strategy fitted for a fraction of what it needs returns a model below what a solved head gives in less time."""
+    sound = sound_epochs(strategy)
+    if epochs >= sound:
+        return
+    need = strategy_seconds(strategy, times, sound, has_adapter)
+    raise GraftError(f"a budget for at least {sound} epochs of {strategy.label}, the fewest that adapt it soundly "
+                     f"(about {need:.0f} s here)", f"{seconds:.0f} s, which affords {epochs}",
+                     f"raise --budget to {math.ceil(need * 1.1)}s or more, let --strategy auto pick what fits, or pass "
+                     f"--keep-going (keep_going=True) to fit {epochs} epoch{'s' if epochs != 1 else ''} anyway")
+
+
+# --- what measuring costs -------------------------------------------------------------------------------------------
+
+MEASURE_SHARE = 0.25  # of a budget, the most the measuring before a fit may take (issue 16: trials and fit get the rest)
+EXTRACT_SHARE = 0.4  # of the measuring share, the most the feature extraction may take (the probes get the rest)
+EXTRACT_OVERHEAD = 1.3  # an extraction pass costs this many forward passes (hooks, pooling, BatchNorm statistics)
+MIN_PROBE_PER_CLASS = 5  # fewer training samples per class than this, and a probe says nothing worth its time
+FINISH_SECONDS = 2.0  # after the last epoch: the model saved, metrics.json, the plots, report.html (measured)
+
+
+def pass_seconds(times: StepTimes, samples: int, batch_size: int) -> float:
+    """A forward pass without gradients over ``samples`` samples (the timed forward, per sample)."""
+    return times.forward / max(1, batch_size) * samples
+
+
+def finish_seconds(times: StepTimes, test_samples: int, batch_size: int) -> float:
+    """What a fit takes after training: the held-out evaluation, the model saved, the plots and the report."""
+    return FINISH_SECONDS + pass_seconds(times, test_samples, batch_size)
+
+
+@dataclass(frozen=True)
+class MeasurePlan:
+    """How much of the data the measuring sees, within ``seconds`` (see :func:`plan_measuring`).
+
+    ``samples``: the most samples per split the probe draws (stratified); 0: too few for a probe in the time, and
+    ``why`` says so; ``extract_seconds``: the estimated extraction; ``deadline_seconds``: what is left of ``seconds``
+    for the probes (they run best-first and stop there, see graft.measures.summary.measure_layers)."""
+
+    seconds: float
+    samples: int
+    extract_seconds: float
+    deadline_seconds: float
+    why: str = ""
+
+    def describe(self) -> str:
+        if not self.samples:
+            return f"measuring skipped: {self.why}"
+        return (f"measuring planned to {self.seconds:.0f} s: at most {self.samples} samples per split (extraction "
+                f"about {self.extract_seconds:.0f} s), the layers probed best-first until the time is spent")
+
+
+def forward_seconds(backbone: Backbone, data: Data, batch_size: int = 32) -> float:
+    """Seconds per sample of a forward pass without gradients (eval mode): the second of two batches, timed."""
+    inp = backbone.spec.input
+    prep = Preprocess(inp.mean, inp.std, None)
+    module, was_training = backbone.module, backbone.module.training
+    module.eval()
+    timed = [(0.0, 1)]
+    try:
+        with torch.inference_mode():
+            for i, (x, _) in enumerate(data.loader("train", batch_size, shuffle=False)):
+                t0 = time.perf_counter()
+                module(prep.batch(x))
+                timed.append((time.perf_counter() - t0, len(x)))  # the first warms up; the second is the one
+                if i:
+                    break
+    finally:
+        module.train(was_training)
+    elapsed, seen = timed[-1]
+    return elapsed / seen
+
+
+def plan_measuring(per_sample: float, seconds: float, *, train: int, val: int, classes: int,
+                   max_samples: int) -> MeasurePlan:
+    """The samples the probe can afford in ``seconds``: the extraction (one pass over the train and val samples it
+    draws, ``EXTRACT_OVERHEAD`` forward passes each) within ``EXTRACT_SHARE`` of it, at most ``max_samples`` per
+    split; the rest is the probes'. ``per_sample``: a forward pass's seconds per sample (``pass_seconds(times, 1,
+    batch_size)``, or :func:`forward_seconds`). Fewer than ``MIN_PROBE_PER_CLASS`` training samples per class: no
+    measuring."""
+    per_sample = per_sample * EXTRACT_OVERHEAD
+    both = max(1, train + val)
+    affordable = int(seconds * EXTRACT_SHARE / max(per_sample, 1e-9))  # samples over both splits
+    samples = min(max_samples, max(train, val), int(affordable * max(train, val) / both))
+    drawn_train = min(train, samples)
+    if drawn_train < MIN_PROBE_PER_CLASS * classes:
+        least = MIN_PROBE_PER_CLASS * classes
+        return MeasurePlan(seconds, 0, 0.0, 0.0, f"extracting features of {least} samples ({MIN_PROBE_PER_CLASS} per "
+                           f"class) would take about {least * per_sample * both / max(1, train):.0f} s of the "
+                           f"{seconds:.0f} s for measuring")
+    extract = per_sample * (min(train, samples) + min(val, samples))
+    return MeasurePlan(seconds, samples, extract, max(0.0, seconds - extract))
+

@@ -26,7 +26,8 @@ from graft.models import Backbone
 from graft.strategy.spec import Strategy, parse_strategy
 from graft.surgery.plan import SurgeryPlan
 from graft.surgery.saving import load_model, save_model
-from graft.training.budget import StepTimes, epochs_for_budget, measure_step_times, require_budget, strategy_seconds
+from graft.training.budget import (StepTimes, epochs_for_budget, measure_step_times, require_budget, require_sound,
+                                   sound_epochs, strategy_seconds)
 from graft.training.checkpoints import read_checkpoint_state
 from graft.training.engine import Trainer
 
@@ -52,6 +53,13 @@ class RunRecord(JsonSerializable):
     total_params: int
     label_names: tuple[str, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    warnings: tuple[str, ...] = field(default_factory=tuple)  # a result that is not sound: the CLI exits 3 on one
+
+    def with_warning(self, warning: str) -> RunRecord:
+        """This record with ``warning`` added, written again as run.json."""
+        record = replace(self, warnings=(*self.warnings, warning))
+        write_json(Path(self.run_dir) / "run.json", record.to_dict())
+        return record
 
 
 def parse_budget(value: str | float | int | None) -> float | None:
@@ -75,14 +83,17 @@ def parse_budget(value: str | float | int | None) -> float | None:
 def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str | Strategy = "full",
               epochs: int | None = None, budget=None, batch_size: int = 32, seed: int = 0, resume: bool = False,
               patience: int | None = None, plateau: int | None = None, plan: SurgeryPlan | None = None,
-              log=None, progress=True, times: StepTimes | None = None, **strategy_options) -> RunRecord:
+              log=None, progress=True, times: StepTimes | None = None, keep_going: bool = False,
+              **strategy_options) -> RunRecord:
     """Train ``backbone`` (already grafted to ``data``; ``plan`` is the surgery that did it) with ``strategy``.
 
     ``epochs`` and/or ``budget`` ("10m", seconds): with a budget alone, the epochs are what fits in it
     (priced per strategy from a few timed steps, at most 100); with both, the budget stops the run early. ``resume=True``
     continues the interrupted run in ``out`` and refuses when the model, data or settings differ. ``progress``:
     a live per-batch bar on a terminal (False: none). ``times``: step times measured already on this network
-    (:func:`~graft.training.budget.measure_step_times`), so a budget does not time them again.
+    (:func:`~graft.training.budget.measure_step_times`), so a budget does not time them again. A budget alone that
+    affords fewer epochs than the strategy needs to adapt soundly (its registered ``sound``) is refused, unless
+    ``keep_going`` (then it fits what fits, and the record carries a warning).
     """
     strategy = parse_strategy(strategy, **{k: v for k, v in strategy_options.items() if v is not None})
     out = Path(out)
@@ -93,6 +104,7 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
         raise GraftError("epochs as a positive integer", repr(epochs), "for example epochs=10")
     config_path = out / "config.json"
     notes: list[str] = []
+    short = ""
     if resume:
         if not config_path.is_file():
             raise GraftError(f"a run to resume in {out}", "no config.json there", "start it without --resume")
@@ -109,6 +121,11 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
             adapter = any(name.startswith("input_layer.") for name, _ in backbone.module.named_parameters())
             require_budget(strategy, times, seconds, adapter)
             epochs = epochs_for_budget(strategy, times, seconds, max_epochs=100, has_adapter=adapter)
+            if not keep_going:
+                require_sound(strategy, times, seconds, epochs, adapter)
+            elif epochs < sound_epochs(strategy):
+                short = (f"the {seconds:.0f} s budget affords {epochs} epoch{'s' if epochs != 1 else ''} of "
+                         f"{strategy.label}, fewer than the {sound_epochs(strategy)} that adapt it soundly")
             notes.append(f"budget {seconds:.0f} s: {epochs} epochs of {strategy.label} fit (estimated "
                          f"{strategy_seconds(strategy, times, epochs, adapter):.0f} s from a few timed steps)")
     config = _run_config(strategy, backbone, data, epochs=epochs, seed=seed,
@@ -129,7 +146,8 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
     trainer = Trainer(backbone, data, strategy, out, epochs=epochs, batch_size=batch_size, seed=seed,
                       budget=seconds, patience=patience, plateau=plateau, log=log, progress=progress)
     state = trainer.run(resume=resume)
-    return _finish(trainer, state, backbone, data, out, strategy, epochs, notes + trainer.notes)
+    record = _finish(trainer, state, backbone, data, out, strategy, epochs, notes + trainer.notes)
+    return record.with_warning(short) if short else record
 
 
 class _OwnFit:

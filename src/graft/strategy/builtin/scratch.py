@@ -20,4 +20,4 @@ def prior_scratch(s, e):
 
 SCRATCH = register_strategy(StrategyDefinition(
     "scratch", "the same architecture, randomly initialized, trained with the same budget (the control)",
-    compile_scratch, unfreeze="all", prior=prior_scratch, compared=("scratch",)))
+    compile_scratch, unfreeze="all", sound_epochs=10, prior=prior_scratch, compared=("scratch",)))
