@@ -231,8 +231,9 @@ def main() -> None:
     rows = []
     for i, t in enumerate(tasks, 1):
         p, a = t["peers"], t["auto"]
-        cell = lambda k: f"{p[k]['test_accuracy']:.3f} ({p[k]['seconds']:.0f} s)" if k in p else "-"  # noqa: E731
-        rows.append([str(i), t["task"], str(t["train"]), cell("linear"), cell("plain"), cell("fastai"),
+        cells = [f"{p[k]['test_accuracy']:.3f} ({p[k]['seconds']:.0f} s)" if k in p else "-"
+                 for k in ("linear", "plain", "fastai")]
+        rows.append([str(i), t["task"], str(t["train"]), *cells,
                      f"{a['test_accuracy']:.3f} ({a['strategy']})", f"{a['seconds']:.0f} / {a['budget']:.0f} s",
                      f"{100 * t['gain']:+.1f}"])
     print(markdown_table(["#", "task", "train", "linear", "plain", "fastai", "auto", "auto wall / budget",

@@ -39,8 +39,7 @@ from graft.surgery import SurgeryPlan, Target
 from graft.surgery import plan_surgery as _plan_surgery
 from graft.surgery.saving import load_model
 from graft.training.budget import (MEASURE_SHARE, MeasurePlan, epochs_for_budget, finish_seconds,
-                                   forward_seconds, measure_step_times, pass_seconds, plan_measuring, sound_epochs,
-                                   strategy_seconds)
+                                   forward_seconds, measure_step_times, pass_seconds, plan_measuring, sound_epochs)
 from graft.training.compare import Comparison, check_splits
 from graft.training.compare import compare as _compare
 from graft.training.run import RunRecord, parse_budget
@@ -255,7 +254,7 @@ class Workflow:
             # tenth of it from now; alone (graft advise --budget): all of it, less writing the advice
             deadline = (max(self.start + MEASURE_SHARE * self.seconds, time.perf_counter() + 0.1 * self.seconds)
                         if budgeted else self.start + self.seconds - 1.0)
-            self.step_times  # timed first: the plan and every later stage price their work from them
+            _ = self.step_times  # timed first: the plan and every later stage price their work from them
             plan = self.measure_plan(deadline - time.perf_counter(), max_samples)
             self.say(f"loaded, grafted and timed in {_secs(self.elapsed())}; {plan.describe()}")
             if not plan.samples:
