@@ -1,7 +1,8 @@
 """The advisor, measured: ``--strategy auto`` against the oracle (every strategy run) and fixed recipes.
 
 Eight transfer tasks built from ../shared (images, audio spectrograms, time series; 40 to 8000 training
-samples; the last two are bench/multilayer.py's smallest size). On each, ``graft.compare`` runs every
+samples; the last two are bench/multilayer.py's smallest size), and three more (9-11, issue 16) on which no
+constant of the advisor was ever set, for out-of-sample figures (bench/advisor_loto.py). On each, ``graft.compare`` runs every
 strategy (linear, partial:1, partial:2, lp-ft, two-phase, full, scratch, multilayer) with ``--per-strategy``
 seconds each (3x that on the 10000-image CIFAR-10 task, where one epoch of ``full`` takes longer than 30 s) on the
 same splits: the oracle is the best test accuracy among them, and the fixed recipes are its ``linear``,
@@ -128,6 +129,29 @@ def _tasks(shared: Path, tmp: Path):
 
     yield ("ts_fcn (UCR CricketX) -> CricketY, 10 per class", cricket_source, {},
            lambda: _series(d / "ucr" / "CricketY", 10))
+    # tasks 9-11 (issue 16): never used to set a constant of the advisor, for its out-of-sample figures
+    yield from _untuned(d, w, tmp)
+
+
+def _pretrained(d: Path, tmp: Path, source: str):
+    def make():
+        folder = tmp / source
+        if not (folder / "model.safetensors").is_file():
+            graft.pretrain("ts_fcn", load_data(d / "ucr" / source, normalize="zscore"), folder, epochs=40, lr=1e-3,
+                           seed=0, width=64)
+        return folder / "model.safetensors"
+    return make
+
+
+def _untuned(d: Path, w: Path, tmp: Path):
+    yield ("ts_fcn (UCR GunPointMaleVersusFemale) -> GunPointOldVersusYoung, untuned",
+           _pretrained(d, tmp, "GunPointMaleVersusFemale"), {},
+           lambda: load_data(d / "ucr" / "GunPointOldVersusYoung", normalize="zscore", val_fraction=0.2, seed=0))
+    yield ("ResNet-32 (CIFAR-10) -> MNIST, 30 per class, untuned", w / CIFAR_RESNETS[32], {},
+           lambda: _images(d / "mnist" / "mnist.npz", 30, 100))
+    yield ("ts_fcn (UCR MiddlePhalanxOutlineAgeGroup) -> ProximalPhalanxOutlineAgeGroup, untuned",
+           _pretrained(d, tmp, "MiddlePhalanxOutlineAgeGroup"), {},
+           lambda: _series(d / "ucr" / "ProximalPhalanxOutlineAgeGroup", 40))
 
 
 def main() -> None:

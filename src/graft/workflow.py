@@ -46,6 +46,9 @@ from graft.training.run import RunRecord, parse_budget
 from graft.training.run import fine_tune as _fine_tune
 
 PROBE_SAMPLES = 2000  # the advisor's probe draws at most this many samples per split (stratified)
+RESIZE_BELOW = 0.5  # data below this fraction of the source's input size: auto weighs running the network larger
+RESIZE_FACTOR = 3  # at most this many times the data's size (the forward pass costs about its square)
+SIZE_SAMPLES = 300  # samples per split of the probe that compares the two sizes
 RUN_FINISH_SECONDS = 0.5  # a compared run, after training: its model saved, run.json, metrics.json, confusion.png
 MIN_TRIAL_VAL = 100  # trials need a validation split that can tell close candidates apart
 AUTO = "auto"
@@ -255,6 +258,10 @@ class Workflow:
             deadline = (max(self.start + MEASURE_SHARE * self.seconds, time.perf_counter() + 0.1 * self.seconds)
                         if budgeted else self.start + self.seconds - 1.0)
             _ = self.step_times  # timed first: the plan and every later stage price their work from them
+            sized = self.weigh_input_size(0.4 * (deadline - time.perf_counter())) if budgeted else None
+            if sized is not None:
+                self.size_reason = sized
+                blocks = [b.name for b in self.grafted.spec.blocks]
             plan = self.measure_plan(deadline - time.perf_counter(), max_samples)
             self.say(f"loaded, grafted and timed in {_secs(self.elapsed())}; {plan.describe()}")
             if not plan.samples:
@@ -273,9 +280,61 @@ class Workflow:
                               multilayer=multilayer, deadline=deadline)
         self._measured = measures
         advice = _advise(measures, samples_per_class=counts, blocks=blocks, epochs_for=epochs_for, margin=margin)
+        if self.__dict__.get("size_reason"):
+            advice = replace(advice, reasons=(*advice.reasons, self.size_reason),
+                             measurements={**advice.measurements, "run_size": list(self.target.get("run_size", ()))
+                                           or None})
         if out is not None:
             write_json(Path(out) / "advice.json", advice)
         return advice
+
+    def weigh_input_size(self, seconds: float) -> str | None:
+        """``--strategy auto`` on data far below the source's input size (32 px images through a network trained at
+        224 px): probe the last layer at the data's size and at up to ``RESIZE_FACTOR`` times it, on the same small
+        sample, and run the network larger when that probe is better beyond its interval. Done only when both
+        extractions fit in ``seconds``; returns the reason (also when it keeps the size), or None when not weighed.
+        A larger size re-plans the surgery and re-times the steps: every later stage prices the larger inputs."""
+        inp, size = self.backbone.spec.input, self.data.spec.size
+        if ("run_size" in self.target or self.target.get("size_mode", "auto") != "auto" or not inp.size or not size
+                or inp.spatial_dims != 2 or len(size) != 2 or not inp.flexible_size or "val" not in self.data.splits
+                or any(d >= RESIZE_BELOW * s for d, s in zip(size, inp.size))):
+            return None
+        up = tuple(int(min(s, RESIZE_FACTOR * d)) for d, s in zip(size, inp.size))
+        ratio = (up[0] * up[1]) / (size[0] * size[1])
+        per_sample = pass_seconds(self.step_times, 1, self.batch_size)
+        drawn = min(SIZE_SAMPLES, len(self.data["train"])) + min(SIZE_SAMPLES, len(self.data["val"]))
+        need = per_sample * drawn * (1 + ratio) * 1.3 + 2.0  # both extractions, and two probes of one layer
+        here, there = "x".join(map(str, size)), "x".join(map(str, up))
+        if need > seconds:
+            return None
+        larger = self.plan_for(run_size=up).apply(self.backbone)
+        scores, deadline = {}, time.perf_counter() + seconds
+        for label, network in ((here, self.grafted), (there, larger)):
+            measures = self.probe(network=network, layers="last", eval_split="val", seed=0, max_samples=SIZE_SAMPLES,
+                                  choose_c="eval", multilayer=False, deadline=deadline)
+            scores[label] = measures.layers[-1]
+        native, resized = scores[here], scores[there]
+        if resized.probe_accuracy > native.probe_high:
+            self.run_at(up)
+            self.say(f"running the network at {there}: its last layer's probe reached {resized.probe_accuracy:.3f} "
+                     f"there against {native.probe_accuracy:.3f} at {here} (the source was trained at "
+                     f"{'x'.join(map(str, inp.size))})")
+            return (f"inputs resized {here} -> {there}: the last layer's probe {resized.probe_accuracy:.3f} against "
+                    f"{native.probe_accuracy:.3f} at the data's size (95 % CI up to {native.probe_high:.3f}); the "
+                    f"source was trained at {'x'.join(map(str, inp.size))}")
+        return (f"inputs kept at {here}: at {there} the last layer's probe reached {resized.probe_accuracy:.3f}, "
+                f"not beyond {native.probe_accuracy:.3f} (95 % CI up to {native.probe_high:.3f}), for "
+                f"{ratio:.0f}x the compute")
+
+    def run_at(self, size: tuple[int, ...]) -> None:
+        """Run the network at ``size`` from now on: the plan, the grafted network and the step times are redone."""
+        self.target["run_size"] = tuple(size)
+        for name in ("plan", "grafted", "step_times", "has_adapter"):
+            self.__dict__.pop(name, None)
+
+    def plan_for(self, **overrides) -> SurgeryPlan:
+        """The surgery to the data with ``overrides`` of the target (``run_size=(96, 96)``)."""
+        return _plan_surgery(self.backbone, target_from_data(self.data, **{**self.target, **overrides}))
 
     def compare(self, out: str | Path, *, strategies=None, seeds=(0,), max_epochs: int = 30,
                 report: bool = True, budget: float | None = None, **strategy_options) -> Comparison:
@@ -386,6 +445,8 @@ class Workflow:
         saved = out / "advice.json"
         if resume and saved.is_file():
             advice = Advice.from_dict(json.loads(saved.read_text()))
+            if advice.measurements.get("run_size"):  # the size auto chose: the same surgery as the run it resumes
+                self.run_at(tuple(advice.measurements["run_size"]))
         else:
             if (out / "checkpoints" / "last.json").exists() or (out / "run.json").exists():
                 raise GraftError(f"an empty or new run folder for {out}", "a folder that already holds a run",

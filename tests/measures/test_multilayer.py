@@ -100,3 +100,28 @@ def test_measure_layers_asks_before_the_multilayer_probe_and_keeps_the_reason_to
     assert not any("skipped" in n for n in ran.notes)
     with pytest.raises(GraftError, match="multilayer=True, False or a callable"):
         measure_layers(list(train), train, y, multilayer="auto")
+
+
+def test_layers_are_probed_best_first_until_the_deadline():
+    """A deadline that has passed leaves the last layer probed (what a linear head reads) and says which were not;
+    the multilayer probe is skipped with the time it would have taken (issue 16)."""
+    import time
+
+    from graft.measures.summary import measure_layers, priority_order
+
+    assert priority_order(11) == [10, 5, 2, 7, 1, 3, 6, 8, 4, 9, 0]
+    assert sorted(priority_order(7)) == list(range(7)) and priority_order(1) == [0]
+    train, y = _layers(150)
+    val, y_val = _layers(90, seed=3)
+    order = []
+    late = measure_layers(list(train), train, y, val, y_val, choose_c="eval", deadline=time.perf_counter() - 1,
+                          progress=order.append)
+    assert order == ["high"] and [e.probe_accuracy is not None for e in late.layers] == [False, False, True]
+    assert late.best_layer == "high" and late.layers[0].logme is None and late.layers[0].dim == 8
+    assert any("2 of 3 layers not probed" in n and "low, noise" in n.replace("noise, low", "low, noise")
+               for n in late.notes)
+    assert late.multilayer is None and any(n.startswith("multilayer probe skipped: it would take about")
+                                           for n in late.notes)
+    roomy = measure_layers(list(train), train, y, val, y_val, choose_c="eval", deadline=time.perf_counter() + 600)
+    assert all(e.probe_accuracy is not None for e in roomy.layers) and roomy.multilayer is not None
+    assert [e.name for e in roomy.layers] == ["low", "noise", "high"], "reported in depth order, probed best-first"

@@ -9,7 +9,8 @@ import graft
 from graft.data import load_data
 from graft.errors import GraftError
 from graft.strategy import parse_strategy, phases
-from graft.training.budget import StepTimes, epochs_for_budget, measure_step_times, require_budget, strategy_seconds
+from graft.training.budget import (EXTRACT_SHARE, StepTimes, epochs_for_budget, forward_seconds, measure_step_times,
+                                   plan_measuring, require_budget, require_sound, sound_epochs, strategy_seconds)
 from tests.conftest import TinyPooledCNN, randomize_bn
 
 TIMES = StepTimes(train=0.30, forward=0.10, train_steps=10, eval_steps=2, blocks=4)
@@ -64,3 +65,54 @@ def test_step_times_of_a_real_network():
     assert times.blocks == len(net.spec.blocks)
     for key, value in net.module.state_dict().items():  # timed on a copy
         assert (value == before[key]).all(), key
+
+
+# -- issue 16: the budget as a contract ---------------------------------------------------------------------
+
+def test_step_times_say_what_share_of_the_forward_pass_each_block_takes():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (40, 3, 12, 12)).astype(np.float32)
+    data = load_data((x, np.arange(40) % 2), layout="NCHW", val_fraction=0.25, seed=0)
+    net = graft.load_model(randomize_bn(TinyPooledCNN(classes=2)).eval())
+    times = measure_step_times(net, data, batch_size=8)
+    assert len(times.shares) == len(net.spec.blocks) and all(s > 0 for s in times.shares)
+    assert sum(times.shares) <= 1.0 + 1e-6  # the blocks, within the whole forward pass
+    assert times.share([0, 1]) == pytest.approx(max(0.02, times.shares[0] + times.shares[1]))
+
+
+def test_a_phase_is_priced_by_the_timed_share_of_the_blocks_it_trains():
+    """MobileNetV2's top block (a 1x1 conv on a 3x3 map) costs 0.4 % of the forward pass, not 1/11: priced at
+    1/11, partial:1 got 7 epochs of a 35 s budget and finished in 11 s (issue 16)."""
+    top_heavy = StepTimes(train=0.30, forward=0.10, train_steps=10, eval_steps=2, blocks=4, shares=(0.7, 0.2, 0.05, 0.05))
+    partial = parse_strategy("partial:1")
+    assert strategy_seconds(partial, top_heavy, 5) < strategy_seconds(partial, TIMES, 5)
+    assert epochs_for_budget(partial, top_heavy, 20.0) > epochs_for_budget(partial, TIMES, 20.0)
+    assert TIMES.share([3]) == pytest.approx(0.25) and top_heavy.share([3]) == pytest.approx(0.05)
+
+
+def test_a_budget_below_the_sound_epochs_is_refused_with_what_to_do():
+    full = parse_strategy("full")
+    require_sound(full, TIMES, 100.0, 3)  # 3 epochs: sound
+    with pytest.raises(GraftError, match="at least 3 epochs of full, the fewest that adapt it soundly") as caught:
+        require_sound(full, TIMES, 4.0, 1)
+    assert "--keep-going" in str(caught.value) and "affords 1" in str(caught.value)
+    assert sound_epochs(parse_strategy("linear")) == 1 and sound_epochs(parse_strategy("multilayer")) == 1
+    assert sound_epochs(parse_strategy("two-phase")) == 3 and sound_epochs(parse_strategy("scratch")) == 10
+
+
+def test_the_measuring_plan_draws_what_the_time_affords():
+    per_sample = 0.01  # seconds per sample of a forward pass
+    roomy = plan_measuring(per_sample, 100.0, train=5000, val=1000, classes=10, max_samples=2000)
+    assert roomy.samples == 2000 and roomy.extract_seconds <= 100.0 * EXTRACT_SHARE + 1e-9
+    tight = plan_measuring(per_sample, 10.0, train=5000, val=1000, classes=10, max_samples=2000)
+    assert 50 <= tight.samples < roomy.samples and tight.extract_seconds <= 10.0 * EXTRACT_SHARE + 1e-9
+    assert tight.deadline_seconds == pytest.approx(10.0 - tight.extract_seconds)
+    none = plan_measuring(per_sample, 0.5, train=5000, val=1000, classes=10, max_samples=2000)
+    assert none.samples == 0 and "5 per class" in none.why and "measuring skipped" in none.describe()
+
+
+def test_forward_seconds_of_a_real_network(shades):
+    data = load_data(shades)
+    net = graft.load_model(randomize_bn(TinyPooledCNN(classes=3)).eval())
+    per_sample = forward_seconds(net, data, batch_size=16)
+    assert 0 < per_sample < 1 and not net.module.training

@@ -237,6 +237,8 @@ def forward_seconds(backbone: Backbone, data: Data, batch_size: int = 32) -> flo
     try:
         with torch.inference_mode():
             for i, (x, _) in enumerate(data.loader("train", batch_size, shuffle=False)):
+                if x.shape[1] == 1 and inp.channels == 3 and x.ndim == 4:  # grey images, as extraction repeats them
+                    x = x.expand(-1, 3, *x.shape[2:])
                 t0 = time.perf_counter()
                 module(prep.batch(x))
                 timed.append((time.perf_counter() - t0, len(x)))  # the first warms up; the second is the one
@@ -258,7 +260,11 @@ def plan_measuring(per_sample: float, seconds: float, *, train: int, val: int, c
     per_sample = per_sample * EXTRACT_OVERHEAD
     both = max(1, train + val)
     affordable = int(seconds * EXTRACT_SHARE / max(per_sample, 1e-9))  # samples over both splits
-    samples = min(max_samples, max(train, val), int(affordable * max(train, val) / both))
+    # the most per split, s, with min(train, s) + min(val, s) within what is affordable
+    small = min(train, val)
+    samples = (max(train, val) if affordable >= train + val else affordable // 2 if affordable <= 2 * small
+               else affordable - small)
+    samples = min(max_samples, samples)
     drawn_train = min(train, samples)
     if drawn_train < MIN_PROBE_PER_CLASS * classes:
         least = MIN_PROBE_PER_CLASS * classes
