@@ -1,6 +1,7 @@
 """How long a strategy takes: the epochs that fit in a time budget, before anything trains.
 
-Two timings on a copy of the network (3 steps each, after one untimed): a training step with every parameter
+Two timings on a copy of the network (the median of 5 steps each, after one untimed: single steps vary by
++-30 % on a 2-core CPU): a training step with every parameter
 trainable, and a forward pass without gradients, both at the training batch size. A strategy's phases are then
 priced from them: a phase that trains ``k`` of ``L`` blocks costs the forward pass plus ``k / L`` of the
 backward; a phase whose frozen prefix is computed once (``linear``, ``partial:K``, the head phase of
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -25,6 +27,9 @@ from graft.errors import GraftError
 from graft.measures.summary import probe_seconds  # noqa: F401  (re-exported: the measuring plan's cost model)
 from graft.models import Backbone
 from graft.strategy.spec import Phase, Strategy, phases
+
+STEPS = 5  # timed training steps and forward passes (after one untimed)
+
 
 def least_epochs(strategy: Strategy) -> int:
     """The shortest run of ``strategy`` (its registered ``least_epochs``: 2 for the two-phase ones, else 1)."""
@@ -70,7 +75,7 @@ class StepTimes:
 
 def measure_step_times(backbone: Backbone, data: Data, batch_size: int, seed: int = 0,
                        eval_split: str | None = "val") -> StepTimes:
-    """Time 3 training steps and 3 forward passes of ``backbone`` on ``data`` (a copy: the network is untouched)."""
+    """Time 5 training steps and 5 forward passes (medians) of ``backbone`` on ``data`` (a copy: the network is untouched)."""
     module = copy.deepcopy(backbone.module).train()
     for p in module.parameters():
         p.requires_grad_(True)
@@ -114,7 +119,7 @@ def measure_step_times(backbone: Backbone, data: Data, batch_size: int, seed: in
         if i:
             train.append(t1 - t0)
             forward.append(t2 - t1)
-        if len(train) == 3:
+        if len(train) == STEPS:
             break
     if not train:  # a single batch: its first (untimed-worthy) step is all there is
         train, forward = [t1 - t0], [t2 - t1]
@@ -126,7 +131,7 @@ def measure_step_times(backbone: Backbone, data: Data, batch_size: int, seed: in
     blocks = max(1, len(backbone.spec.blocks))
     total = sum(forward)
     shares = tuple(min(1.0, t / total) for t in spent) if total > 0 and any(spent) else ()
-    return StepTimes(sum(train) / len(train), sum(forward) / len(forward), len(loader), eval_steps, blocks, shares)
+    return StepTimes(statistics.median(train), statistics.median(forward), len(loader), eval_steps, blocks, shares)
 
 
 def _cacheable(phase: Phase, strategy: Strategy) -> bool:
