@@ -168,15 +168,22 @@ class Workflow:
         return epochs_for_budget(strategy, self.step_times, max(0.0, (self.for_training() or 0.0) - extra),
                                  max_epochs=100, has_adapter=self.has_adapter)
 
-    def measure_plan(self, seconds: float, max_samples: int | None, per_sample: float | None = None) -> MeasurePlan:
-        """The samples a probe can afford in ``seconds`` (graft.training.budget.plan_measuring); ``per_sample``: the
-        probed network's forward seconds per sample (default: the grafted network's, from the step times)."""
-        splits = self.data.splits
+    def measure_plan(self, seconds: float, max_samples: int | None, per_sample: float | None = None, *,
+                     network: Backbone | None = None, eval_split: str | None = "val", folds: int = 5,
+                     choose_c: str = "eval") -> MeasurePlan:
+        """The samples a probe of ``network`` (default: the grafted one) can afford in ``seconds``
+        (graft.training.budget.plan_measuring), evaluated on ``eval_split``; ``choose_c="cv"`` chooses its C by
+        ``folds``-fold cross-validation (about ``folds + 1`` times the fits); ``per_sample``: its forward seconds
+        per sample (default: from the step times)."""
+        splits, network = self.data.splits, network or self.grafted
         if per_sample is None:
             per_sample = pass_seconds(self.step_times, 1, self.batch_size)
+        held_out = eval_split in splits
         return plan_measuring(per_sample, seconds, train=len(splits["train"]),
-                              val=len(splits["val"]) if "val" in splits else 0,
-                              classes=len(self.data.spec.label_names), max_samples=max_samples or 10**9)
+                              val=len(splits[eval_split]) if held_out else 0,
+                              classes=len(self.data.spec.label_names), max_samples=max_samples or 10**9,
+                              last_dim=network.spec.head.in_features,
+                              fits=1.0 if choose_c == "eval" and held_out else float(folds + held_out))
 
     # --- the stages -----------------------------------------------------------------------------------------------
     def probe(self, out: str | Path | None = None, *, network: Backbone | None = None, split: str = "train",
@@ -192,18 +199,19 @@ class Workflow:
         are drawn so the extraction fits too."""
         backbone = network if network is not None else self.backbone
         seed = self.seed if seed is None else seed
+        if eval_split == "auto":
+            eval_split = next((s for s in ("test", "val") if s in self.data.splits and s != split), None)
         if deadline is None and self.seconds is not None:  # graft probe --budget: the whole budget is measuring's
             per_sample = forward_seconds(backbone, self.data, batch_size or 32)
-            seconds = max(0.0, (self.left() or 0.0) - 1.0)
-            plan = self.measure_plan(seconds, max_samples, per_sample)
+            seconds = max(0.0, (self.left() or 0.0) - 1.5)
+            plan = self.measure_plan(seconds, max_samples, per_sample, network=backbone, folds=folds,
+                                     eval_split=eval_split, choose_c=choose_c)
             if not plan.samples:
                 raise GraftError("a budget that affords a probe", f"{_secs(self.seconds)}: {plan.why}",
                                  "raise --budget, or measure fewer samples (--max-samples) or layers (--layers)")
             max_samples, deadline = plan.samples, time.perf_counter() + seconds
             self.say(plan.describe())
         data = self.data if max_samples is None else self.data.subsample(max_samples, seed=seed)
-        if eval_split == "auto":
-            eval_split = next((s for s in ("test", "val") if s in data.splits and s != split), None)
         options = dict(layers=layers, input_size=input_size, batch_size=batch_size, cache_dir=cache_dir)
         say = self.say
         say(f"extracting features of {split} ({len(data[split])} samples)")
@@ -262,7 +270,8 @@ class Workflow:
             if sized is not None:
                 self.size_reason = sized
                 blocks = [b.name for b in self.grafted.spec.blocks]
-            plan = self.measure_plan(deadline - time.perf_counter(), max_samples)
+            plan = self.measure_plan(deadline - time.perf_counter(), max_samples,
+                                     eval_split="val" if has_val else None, choose_c="eval" if has_val else "cv")
             self.say(f"loaded, grafted and timed in {_secs(self.elapsed())}; {plan.describe()}")
             if not plan.samples:
                 advice = unmeasured_advice(plan.why)
@@ -502,9 +511,21 @@ class Workflow:
                 self.say(f"{spent}: fitting {name}, the best candidate that is sound in that time")
                 reasons = (f"{spent}; {name} is the best candidate that is sound in that time", *advice.reasons)
                 return replace(advice, strategy=name, options={}, unfreeze=(), reasons=reasons)
+        if keep_going:  # the best candidate that fits at all, for what fits of it
+            for candidate in advice.candidates:
+                if affords(candidate["strategy"])[0] >= 1:
+                    name = candidate["strategy"]
+                    self.say(f"{spent}, and no candidate is sound in that time; fitting {name}, the best that fits "
+                             "at all, anyway (keep going)")
+                    if name == advice.strategy:
+                        return advice
+                    return replace(advice, strategy=name, options={}, unfreeze=(),
+                                   reasons=(f"{spent}; keep going: {name} is the best candidate that fits at all",
+                                            *advice.reasons))
         if keep_going:
-            self.say(f"{spent}, and no candidate is sound in that time; fitting it anyway (keep going)")
-            return advice
+            raise GraftError("a budget that leaves time for the shortest run of a candidate after measuring",
+                             spent + ", and not one epoch of any candidate fits in that time",
+                             f"raise --budget (more than {_secs(self.seconds)})")
         raise GraftError("a budget that leaves time for a sound fit after measuring", spent + ", and no other "
                          "candidate is sound in that time", f"raise --budget (more than {_secs(self.seconds)}), or "
                          "pass --keep-going to fit what fits anyway")

@@ -256,12 +256,13 @@ def forward_seconds(backbone: Backbone, data: Data, batch_size: int = 32) -> flo
 
 
 def plan_measuring(per_sample: float, seconds: float, *, train: int, val: int, classes: int,
-                   max_samples: int) -> MeasurePlan:
+                   max_samples: int, last_dim: int | None = None, fits: float = 1.0) -> MeasurePlan:
     """The samples the probe can afford in ``seconds``: the extraction (one pass over the train and val samples it
     draws, ``EXTRACT_OVERHEAD`` forward passes each) within ``EXTRACT_SHARE`` of it, at most ``max_samples`` per
     split; the rest is the probes'. ``per_sample``: a forward pass's seconds per sample (``pass_seconds(times, 1,
-    batch_size)``, or :func:`forward_seconds`). Fewer than ``MIN_PROBE_PER_CLASS`` training samples per class: no
-    measuring."""
+    batch_size)``, or :func:`forward_seconds`). ``last_dim``: the width of the last layer, which is always probed
+    (the head's input): its probe must fit too, ``fits`` times the cost of one path of C (5 folds of
+    cross-validation cost about 5). Fewer than ``MIN_PROBE_PER_CLASS`` training samples per class: no measuring."""
     per_sample = per_sample * EXTRACT_OVERHEAD
     both = max(1, train + val)
     affordable = int(seconds * EXTRACT_SHARE / max(per_sample, 1e-9))  # samples over both splits
@@ -270,6 +271,9 @@ def plan_measuring(per_sample: float, seconds: float, *, train: int, val: int, c
     samples = (max(train, val) if affordable >= train + val else affordable // 2 if affordable <= 2 * small
                else affordable - small)
     samples = min(max_samples, samples)
+    while last_dim and samples > 1 and (per_sample * (min(train, samples) + min(val, samples)) + fits
+                                        * probe_seconds(min(train, samples), last_dim, classes) > 0.8 * seconds):
+        samples = int(samples * 0.8)  # the last layer's probe, which always runs, must fit beside the extraction
     drawn_train = min(train, samples)
     if drawn_train < MIN_PROBE_PER_CLASS * classes:
         least = MIN_PROBE_PER_CLASS * classes
