@@ -11,9 +11,12 @@ regret (oracle test accuracy minus that of the prior's choice, in points) of:
   minimizes the mean regret; in-sample, the best the priors' form can do on these tasks);
 - **leave-one-task-out**: for each task, the offsets refitted on the other tasks, scored on the one left out.
 
+The budget's rules apply as in the advisor (the epochs each candidate afforded are in the results): a candidate
+that affords fewer than its sound epochs is left out, one that affords fewer than 6 is marked down.
+
 No network runs: the signals and accuracies come from the results file (the prior's choice alone, before trials).
 
-    python bench/advisor_loto.py [--results bench/results/advisor_regret.json] [--out results.json]
+    python bench/advisor_loto.py [--results bench/results/advisor_regret.json ...] [--out results.json]
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ import statistics
 from pathlib import Path
 from types import SimpleNamespace
 
-from graft.strategy.advisor import Signals
+from graft.strategy.advisor import ENOUGH_EPOCHS, SHORT_PENALTY, Signals
 from graft.strategy.registry import registered_strategies
 
 GRID = [round(0.05 * i, 2) for i in range(-6, 7)]  # offsets -0.30 ... +0.30
+LEFT_OUT = 10.0  # a candidate the budget cannot train soundly ranks after every other (no offset lifts it back)
 
 
 def _family(label: str) -> str:
@@ -45,11 +49,18 @@ def scores(task: dict) -> dict[str, float]:
     evidence = SimpleNamespace(k=k, above=tuple(f"block{i}" for i in range(k)), best_name=m.get("best_layer", ""),
                                num_layers=1, measures=SimpleNamespace(multilayer=every),
                                pct=lambda v: f"{100 * v:.0f} %")
-    out = {}
+    out, epochs = {}, m.get("epochs_in_budget") or {}
     for definition in registered_strategies().values():
         proposed = definition.prior(s, evidence) if definition.prior is not None else None
-        if proposed is not None:
-            out[proposed[0]] = proposed[1]
+        if proposed is None:
+            continue
+        label, score = proposed[0], proposed[1]
+        affords = epochs.get(label)  # the advisor's budget rules, as graft.strategy.advisor.advise applies them
+        if affords is not None and affords < definition.sound:
+            score -= LEFT_OUT
+        elif affords is not None and affords < ENOUGH_EPOCHS and not definition.solved:
+            score -= SHORT_PENALTY * (1 - affords / ENOUGH_EPOCHS)
+        out[label] = score
     return out
 
 
@@ -75,10 +86,12 @@ def fit(tasks: list[dict], families: list[str], sweeps: int = 3) -> dict[str, fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", default=str(Path(__file__).parent / "results" / "advisor_regret.json"))
+    parser.add_argument("--results", nargs="+", default=[str(Path(__file__).parent / "results" / name) for name in
+                                                         ("advisor_regret.json", "advisor_regret_untuned.json")],
+                        help="results files of advisor_regret.py (their tasks are pooled)")
     parser.add_argument("--out")
     args = parser.parse_args()
-    tasks = json.loads(Path(args.results).read_text())["tasks"]
+    tasks = [t for path in args.results for t in json.loads(Path(path).read_text())["tasks"]]
     for t in tasks:
         t["scores"] = scores(t)
         stored = max(t["advice_scores"], key=t["advice_scores"].get)

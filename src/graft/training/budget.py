@@ -198,7 +198,7 @@ MEASURE_SHARE = 0.25  # of a budget, the most the measuring before a fit may tak
 EXTRACT_SHARE = 0.4  # of the measuring share, the most the feature extraction may take (the probes get the rest)
 EXTRACT_OVERHEAD = 1.3  # an extraction pass costs this many forward passes (hooks, pooling, BatchNorm statistics)
 MIN_PROBE_PER_CLASS = 5  # fewer training samples per class than this, and a probe says nothing worth its time
-FINISH_SECONDS = 2.0  # after the last epoch: the model saved, metrics.json, the plots, report.html (measured)
+FINISH_SECONDS = 3.0  # after the last epoch: the model saved, metrics.json, the plots, report.html, the exit (measured)
 
 
 def pass_seconds(times: StepTimes, samples: int, batch_size: int) -> float:
