@@ -1,7 +1,8 @@
 """The peers, side by side: ``--strategy auto`` against what a practitioner would run, at equal wall time.
 
 On each task (bench/advisor_regret.py's eight, plus the Coral MobileNetV2 on the CIFAR-10 subset at 200 per class
-and 96 px), in one process and interleaved, on the same splits (test never seen by any of them):
+at 96 px and, task 10, at the data's own 32 px, where auto weighs running the network larger), in one process and
+interleaved, on the same splits (test never seen by any of them):
 
 - **linear**: a plain linear probe: the network's penultimate features (one pass, eval mode), standardized,
   scikit-learn's ``LogisticRegression`` with its defaults;
@@ -56,6 +57,9 @@ def all_tasks(shared: Path, tmp: Path):
     d, w = shared / "data", shared / "weights"
     yield ("Coral MobileNetV2 1.0 (ImageNet) -> CIFAR-10, 200 per class, 96 px", w / MOBILENETV2_FILE, CORAL_V2,
            lambda: _images(d / "cifar10" / "cifar10_jpg_subset.npz", 200, 100, size=96))
+    # the same at the data's own 32 px: auto weighs running the network larger (issue 16, item 7); the peers do not
+    yield ("Coral MobileNetV2 1.0 (ImageNet) -> CIFAR-10, 200 per class, 32 px", w / MOBILENETV2_FILE, CORAL_V2,
+           lambda: _images(d / "cifar10" / "cifar10_jpg_subset.npz", 200, 100))
 
 
 def _grafted(model, options, data):
@@ -192,8 +196,9 @@ def graft_auto(model, options, data, budget: float, out: Path) -> dict:
     advice = graft.strategy.advisor.Advice.from_json((out / "advice.json").read_text())
     return {"test_accuracy": record.final_accuracy, "seconds": wall, "budget": budget, "ratio": wall / budget,
             "strategy": record.strategy, "epochs": record.epochs_run, "warnings": list(record.warnings),
-            "advice": advice.strategy, "candidates": [c["strategy"] + (" (left out)" if c.get("left_out") else "")
-                                                      for c in advice.candidates]}
+            "advice": advice.strategy, "reasons": list(advice.reasons),
+            "run_size": advice.measurements.get("run_size"),
+            "candidates": [c["strategy"] + (" (left out)" if c.get("left_out") else "") for c in advice.candidates]}
 
 
 def main() -> None:
