@@ -29,7 +29,7 @@ from graft.data.options import DataOptions
 from graft.errors import GraftError
 from graft.features import extract_features as _extract_features
 from graft.files import write_json
-from graft.measures.summary import Measures, measure_layers
+from graft.measures.summary import Measures, measure_layers, probe_seconds
 from graft.models import Backbone
 from graft.models.options import LoadOptions
 from graft.strategy.advisor import Advice, measure_skip_reason, unmeasured_advice
@@ -48,7 +48,8 @@ from graft.training.run import fine_tune as _fine_tune
 PROBE_SAMPLES = 2000  # the advisor's probe draws at most this many samples per split (stratified)
 RESIZE_BELOW = 0.5  # data below this fraction of the source's input size: auto weighs running the network larger
 RESIZE_FACTOR = 3  # at most this many times the data's size (the forward pass costs about its square)
-SIZE_SAMPLES = 300  # samples per split of the probe that compares the two sizes
+SIZE_SAMPLES = 200  # samples per split of the probe that compares the two sizes
+CONTRACT_MARGIN = 0.05  # of the budget, kept back from training (measured: a 60 s auto fit ended at 67 s without it)
 RUN_FINISH_SECONDS = 0.5  # a compared run, after training: its model saved, run.json, metrics.json, confusion.png
 MIN_TRIAL_VAL = 100  # trials need a validation split that can tell close candidates apart
 AUTO = "auto"
@@ -152,9 +153,11 @@ class Workflow:
         return finish_seconds(self.step_times, test, self.batch_size)
 
     def for_training(self) -> float | None:
-        """What is left of the budget for training, once what follows the training is set aside (None: no budget)."""
+        """What is left of the budget for training, once what follows the training is set aside, and
+        ``CONTRACT_MARGIN`` of the budget: a run stopped by its budget still ends the epoch it is in (its evaluation,
+        its checkpoint) and estimates run a few percent short (None: no budget)."""
         left = self.left()
-        return None if left is None else max(0.0, left - self.finish())
+        return None if left is None else max(0.0, left - self.finish() - CONTRACT_MARGIN * self.seconds)
 
     def epochs_for(self, label: str) -> int:
         """The epochs of strategy ``label`` that fit in what is left of the budget for training (at most 100). A
@@ -266,7 +269,7 @@ class Workflow:
             deadline = (max(self.start + MEASURE_SHARE * self.seconds, time.perf_counter() + 0.1 * self.seconds)
                         if budgeted else self.start + self.seconds - 1.0)
             _ = self.step_times  # timed first: the plan and every later stage price their work from them
-            sized = self.weigh_input_size(0.4 * (deadline - time.perf_counter())) if budgeted else None
+            sized = self.weigh_input_size(deadline - time.perf_counter()) if budgeted else None
             if sized is not None:
                 self.size_reason = sized
                 blocks = [b.name for b in self.grafted.spec.blocks]
@@ -312,7 +315,10 @@ class Workflow:
         ratio = (up[0] * up[1]) / (size[0] * size[1])
         per_sample = pass_seconds(self.step_times, 1, self.batch_size)
         drawn = min(SIZE_SAMPLES, len(self.data["train"])) + min(SIZE_SAMPLES, len(self.data["val"]))
-        need = per_sample * drawn * (1 + ratio) * 1.3 + 2.0  # both extractions, and two probes of one layer
+        classes = len(self.data.spec.label_names)
+        need = (per_sample * drawn * (1 + ratio) * 1.3  # both extractions, and two probes of the last layer
+                + 2 * probe_seconds(min(SIZE_SAMPLES, len(self.data["train"])), self.grafted.spec.head.in_features,
+                                    classes))
         here, there = "x".join(map(str, size)), "x".join(map(str, up))
         if need > seconds:
             return None
