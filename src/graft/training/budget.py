@@ -24,7 +24,7 @@ from torch import nn
 from graft.data import Data
 from graft.data.transforms import Preprocess
 from graft.errors import GraftError
-from graft.measures.summary import probe_seconds  # noqa: F401  (re-exported: the measuring plan's cost model)
+from graft.measures.summary import probe_seconds
 from graft.models import Backbone
 from graft.strategy.spec import Phase, Strategy, phases
 
