@@ -45,7 +45,7 @@ def test_a_budget_that_affords_too_few_epochs_is_refused_unless_asked_to_keep_go
 def test_no_time_to_measure_advises_a_solved_linear_head_and_no_time_to_train_is_a_clear_error(shades, tmp_path):
     wf = Workflow(_net(), shades, data_options={"val_fraction": 0.2}, budget=0.001)
     advice = wf.advise(tmp_path, budgeted=True)
-    assert advice.strategy == "linear" and advice.reasons[0].startswith("no measurement: extracting features of")
+    assert advice.strategy == "linear" and advice.reasons[0].startswith("no measurement: no time is left for measuring")
     assert json.loads((tmp_path / "advice.json").read_text())["strategy"] == "linear"
     with pytest.raises(GraftError, match="a budget that leaves time for a sound fit after measuring") as caught:
         wf.fit(tmp_path / "fit", strategy="auto")

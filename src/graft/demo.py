@@ -6,8 +6,8 @@ strategy, compare strategies on a short budget, fit with the advice, write repor
 from its folder alone.
 
 The demo has one budget (``DEMO_BUDGET``, ``graft demo --budget``) and keeps it on any machine: each stage is
-planned from the machine's measured speed (the measuring to a quarter of it, the comparison to ``COMPARE_SHARE``,
-the fit to the rest), and a stage that does not fit is skipped with the reason; it always ends with report.html.
+planned from the machine's measured speed (the measuring to a quarter of it, the comparison to ``COMPARE_SHARE``
+or less, so that the fit of the advice keeps what it needs, the fit to the rest), and a stage that does not fit is skipped with the reason; it always ends with report.html.
 """
 
 from __future__ import annotations
@@ -83,10 +83,13 @@ def _fresh(run_dir: Path, con: Console) -> None:
     shutil.rmtree(run_dir)
 
 
-def run_demo(out: str | Path = "runs/demo", console: Console | None = None, budget=DEMO_BUDGET) -> DemoResult:
-    """Run the demo within ``budget`` (seconds, or "2m"); write the run folder ``out``; return what was measured."""
+def run_demo(out: str | Path = "runs/demo", console: Console | None = None, budget=DEMO_BUDGET,
+             started: float | None = None) -> DemoResult:
+    """Run the demo within ``budget`` (seconds, or "2m"), counted from ``started`` (a ``time.perf_counter()``
+    value; default: now; the CLI passes the moment the command started); write the run folder ``out``; return what
+    was measured."""
     con = console or Console()
-    start = time.perf_counter()
+    start = time.perf_counter() if started is None else started
     seconds = parse_budget(budget)
     run_dir = Path(out)
     _fresh(run_dir, con)
@@ -130,8 +133,10 @@ def run_demo(out: str | Path = "runs/demo", console: Console | None = None, budg
         con.print(Measures.from_json((run_dir / "measures.json").read_text()).render(width=con.width))
     con.print(advice.render(), highlight=False, markup=False)
 
-    share = COMPARE_SHARE * seconds
-    con.print(f"\n[b]5. compare strategies[/b] ({', '.join(COMPARED)}; at most {share:.0f} s in all, same splits)")
+    reserve = wf.reserve(advice.strategy)  # the comparison leaves the fit of the advice what it needs to be sound
+    share = max(0.0, min(COMPARE_SHARE * seconds, (wf.left() or 0.0) - reserve))
+    con.print(f"\n[b]5. compare strategies[/b] ({', '.join(COMPARED)}; at most {share:.0f} s in all, same splits, "
+              f"leaving {reserve:.0f} s for fitting {advice.strategy})")
     result = None
     try:
         result = wf.compare(run_dir, strategies=COMPARED, max_epochs=15, report=False, budget=share)

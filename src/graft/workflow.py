@@ -39,7 +39,8 @@ from graft.surgery import SurgeryPlan, Target
 from graft.surgery import plan_surgery as _plan_surgery
 from graft.surgery.saving import load_model
 from graft.training.budget import (MEASURE_SHARE, MeasurePlan, epochs_for_budget, finish_seconds,
-                                   forward_seconds, measure_step_times, pass_seconds, plan_measuring, sound_epochs)
+                                   forward_seconds, measure_step_times, pass_seconds, plan_measuring, seconds_text,
+                                   sound_epochs, strategy_seconds)
 from graft.training.compare import Comparison, check_splits
 from graft.training.compare import compare as _compare
 from graft.training.run import RunRecord, parse_budget
@@ -164,12 +165,24 @@ class Workflow:
         strategy whose prior needs a measure of the probe (multilayer) fits by taking that measure on all the
         training data: its time, scaled from what the probe's took on its sample, is set aside first."""
         strategy = parse_strategy(label)
-        extra, measured = 0.0, self.__dict__.get("_measured")
-        measure = strategy.definition.measure
+        seconds = max(0.0, (self.for_training() or 0.0) - self._extra(strategy))
+        return epochs_for_budget(strategy, self.step_times, seconds, max_epochs=100, has_adapter=self.has_adapter)
+
+    def _extra(self, strategy) -> float:
+        """The seconds a fit of ``strategy`` spends before its epochs: its prior's measure on all the training data,
+        scaled from what the probe's took on its sample (0 for a strategy without one, or before measuring)."""
+        measured, measure = self.__dict__.get("_measured"), strategy.definition.measure
         if measure and measured is not None and measure in measured.seconds:
-            extra = measured.seconds[measure] * len(self.data["train"]) / max(1, measured.num_train)
-        return epochs_for_budget(strategy, self.step_times, max(0.0, (self.for_training() or 0.0) - extra),
-                                 max_epochs=100, has_adapter=self.has_adapter)
+            return measured.seconds[measure] * len(self.data["train"]) / max(1, measured.num_train)
+        return 0.0
+
+    def reserve(self, label: str) -> float:
+        """The seconds of the budget a fit of strategy ``label`` needs from when it starts: its sound epochs, what
+        precedes them (:meth:`_extra`), what follows them (:meth:`finish`) and the ``CONTRACT_MARGIN``. A stage run
+        before such a fit (the demo's comparison) leaves this much."""
+        strategy = parse_strategy(label)
+        train = strategy_seconds(strategy, self.step_times, sound_epochs(strategy), has_adapter=self.has_adapter)
+        return train + self._extra(strategy) + self.finish() + CONTRACT_MARGIN * (self.seconds or 0.0)
 
     def measure_plan(self, seconds: float, max_samples: int | None, per_sample: float | None = None, *,
                      network: Backbone | None = None, eval_split: str | None = "val", folds: int = 5,
@@ -210,7 +223,7 @@ class Workflow:
             plan = self.measure_plan(seconds, max_samples, per_sample, network=backbone, folds=folds,
                                      eval_split=eval_split, choose_c=choose_c)
             if not plan.samples:
-                raise GraftError("a budget that affords a probe", f"{_secs(self.seconds)}: {plan.why}",
+                raise GraftError("a budget that affords a probe", f"{seconds_text(self.seconds)}: {plan.why}",
                                  "raise --budget, or measure fewer samples (--max-samples) or layers (--layers)")
             max_samples, deadline = plan.samples, time.perf_counter() + seconds
             self.say(plan.describe())
@@ -264,18 +277,19 @@ class Workflow:
         counts, blocks = samples_per_class(self.data), [b.name for b in self.grafted.spec.blocks]
         budgeted = budgeted and self.seconds is not None
         deadline = None
-        if self.seconds is not None:  # before a fit: at most MEASURE_SHARE of the budget (loading included), or a
-            # tenth of it from now; alone (graft advise --budget): all of it, less writing the advice
+        if self.seconds is not None:  # before a fit: at most MEASURE_SHARE of the budget (loading and timing
+            # included), or a tenth of it from when the timing ends; alone (graft advise --budget): all of it, less
+            # writing the advice
+            _ = self.step_times  # timed first: the plan and every later stage price their work from them
             deadline = (max(self.start + MEASURE_SHARE * self.seconds, time.perf_counter() + 0.1 * self.seconds)
                         if budgeted else self.start + self.seconds - 1.0)
-            _ = self.step_times  # timed first: the plan and every later stage price their work from them
             sized = self.weigh_input_size(deadline - time.perf_counter()) if budgeted else None
             if sized is not None:
                 self.size_reason = sized
                 blocks = [b.name for b in self.grafted.spec.blocks]
             plan = self.measure_plan(deadline - time.perf_counter(), max_samples,
                                      eval_split="val" if has_val else None, choose_c="eval" if has_val else "cv")
-            self.say(f"loaded, grafted and timed in {_secs(self.elapsed())}; {plan.describe()}")
+            self.say(f"loaded, grafted and timed in {seconds_text(self.elapsed())}; {plan.describe()}")
             if not plan.samples:
                 advice = unmeasured_advice(plan.why)
                 if out is not None:
@@ -354,7 +368,8 @@ class Workflow:
     def compare(self, out: str | Path, *, strategies=None, seeds=(0,), max_epochs: int = 30,
                 report: bool = True, budget: float | None = None, **strategy_options) -> Comparison:
         """Run ``strategies`` on the same splits with equal shares of the budget (default 15 minutes; ``budget``:
-        at most these seconds of it); comparison.json, plots, report.html. See :func:`graft.compare`."""
+        at most these seconds of it, each run's evaluation and model included); comparison.json, plots, report.html.
+        See :func:`graft.compare`."""
         cap = budget
         check_splits(self.data)
         if isinstance(strategies, str):
@@ -364,15 +379,16 @@ class Workflow:
         if "step_times" not in self.__dict__:
             self.say(f"timing a few steps of {self.grafted.spec.name} to split the {self.seconds or 900.0:.0f} s budget")
         budget = 900.0
-        if self.seconds is not None:  # what is left, less each run's evaluation and model, and the report
+        if self.seconds is not None or cap is not None:  # less each run's evaluation and model (and the report)
             from graft.strategy import default_comparison
 
             runs = len(strategies or default_comparison()) * max(1, len(tuple(seeds)))
             test = len(self.data["test"]) if "test" in self.data.splits else 0
-            each = pass_seconds(self.step_times, test, self.batch_size) + RUN_FINISH_SECONDS
-            budget = max(0.0, (self.left() or 0.0) - self.finish() - runs * each)
-        if cap is not None:
-            budget = min(budget, float(cap))
+            finishing = runs * (pass_seconds(self.step_times, test, self.batch_size) + RUN_FINISH_SECONDS)
+            if self.seconds is not None:  # what is left of the workflow's budget
+                budget = max(0.0, (self.left() or 0.0) - self.finish() - finishing)
+            if cap is not None:  # the comparison's own cap, its finishing included
+                budget = min(budget, max(0.0, float(cap) - finishing - (self.finish() if report else 0.0)))
         result = _compare(self.backbone, self.data, self.plan, out, strategies=strategies, budget=budget, seeds=seeds,
                           batch_size=self.batch_size, max_epochs=max_epochs, log=self.say, grafted=self.grafted,
                           times=self.step_times, **strategy_options)
@@ -399,8 +415,8 @@ class Workflow:
         record carries a warning (the CLI exits 3) unless ``keep_going``."""
         out = Path(out)
         if self.seconds is not None and not self.left() and not is_auto(strategy):
-            raise GraftError(f"time left of the {_secs(self.seconds)} budget to fit in",
-                             f"none: the earlier stages of this workflow took {_secs(self.elapsed())}",
+            raise GraftError(f"time left of the {seconds_text(self.seconds)} budget to fit in",
+                             f"none: the earlier stages of this workflow took {seconds_text(self.elapsed())}",
                              "make the fit a workflow of its own, or give this one a larger budget")
         budget, advice = self.for_training(), None
         if is_auto(strategy):
@@ -409,10 +425,10 @@ class Workflow:
                                                            keep_going=keep_going)
             strategy, strategy_options = advice.strategy, {**options, **strategy_options}
         if budget is not None and budget <= 0:
-            raise GraftError(f"time left of the {_secs(self.seconds)} budget to train in",
+            raise GraftError(f"time left of the {seconds_text(self.seconds)} budget to train in",
                              f"none: loading{', measuring' if advice is not None else ''} and what follows the "
-                             f"training take {_secs(self.elapsed() + self.finish())} here",
-                             f"raise --budget above {_secs(1.5 * (self.elapsed() + self.finish()))}")
+                             f"training take {seconds_text(self.elapsed() + self.finish())} here",
+                             f"raise --budget above {seconds_text(1.5 * (self.elapsed() + self.finish()))}")
         record = _fine_tune(self.fresh(), self.data, out, strategy=strategy, epochs=epochs, budget=budget,
                             batch_size=self.batch_size, seed=self.seed, resume=resume, patience=patience,
                             plateau=plateau, plan=self.plan, log=epoch_log, progress=progress,
@@ -508,8 +524,9 @@ class Workflow:
         epochs, sound = affords(advice.strategy)
         if epochs >= sound:
             return advice
-        spent = (f"the measurements{' and trials' if advice.trials else ''} took {_secs(self.elapsed())} of the "
-                 f"{_secs(self.seconds)} budget; what is left for training ({_secs(left)}) affords {epochs} epoch"
+        spent = (f"what ran before the fit (loading, measuring{', trials' if advice.trials else ''}) took "
+                 f"{seconds_text(self.elapsed())} of the "
+                 f"{seconds_text(self.seconds)} budget; what is left for training ({seconds_text(left)}) affords {epochs} epoch"
                  f"{'s' if epochs != 1 else ''} of {advice.strategy}, fewer than the {sound} it needs")
         for candidate in advice.candidates:
             name = candidate["strategy"]
@@ -531,9 +548,9 @@ class Workflow:
         if keep_going:
             raise GraftError("a budget that leaves time for the shortest run of a candidate after measuring",
                              spent + ", and not one epoch of any candidate fits in that time",
-                             f"raise --budget (more than {_secs(self.seconds)})")
+                             f"raise --budget (more than {seconds_text(self.seconds)})")
         raise GraftError("a budget that leaves time for a sound fit after measuring", spent + ", and no other "
-                         "candidate is sound in that time", f"raise --budget (more than {_secs(self.seconds)}), or "
+                         "candidate is sound in that time", f"raise --budget (more than {seconds_text(self.seconds)}), or "
                          "pass --keep-going to fit what fits anyway")
 
     def report(self, out: str | Path) -> Path:
@@ -541,10 +558,6 @@ class Workflow:
         from graft.report.html import write_report
 
         return write_report(out)
-
-
-def _secs(value: float) -> str:
-    return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
 
 
 __all__ = ["AUTO", "Workflow", "as_backbone", "as_data", "is_auto", "samples_per_class",

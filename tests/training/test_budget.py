@@ -109,6 +109,9 @@ def test_the_measuring_plan_draws_what_the_time_affords():
     assert tight.deadline_seconds == pytest.approx(10.0 - tight.extract_seconds)
     none = plan_measuring(per_sample, 0.5, train=5000, val=1000, classes=10, max_samples=2000)
     assert none.samples == 0 and "5 per class" in none.why and "measuring skipped" in none.describe()
+    assert "would take about 0.8 s of the 0.5 s" in none.why, "seconds below 10 are said to a tenth"
+    spent = plan_measuring(per_sample, 0.0, train=5000, val=1000, classes=10, max_samples=2000)
+    assert spent.samples == 0 and spent.why.startswith("no time is left for measuring")
 
 
 def test_forward_seconds_of_a_real_network(shades):

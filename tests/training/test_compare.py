@@ -14,7 +14,7 @@ from graft.errors import GraftError
 from graft.api import compare, fine_tune
 from graft.strategy import parse_strategy
 from graft.strategy.advisor import Advice
-from graft.training.budget import StepTimes
+from graft.training.budget import StepTimes, least_epochs, strategy_seconds
 from graft.training.compare import check_splits, plan_budget
 
 RANDOM = {"pretrained": False}
@@ -58,8 +58,23 @@ def test_seeds_give_a_mean_and_a_spread(tmp_path, shades):
 def test_a_budget_share_too_small_drops_the_strategy_and_says_why():
     times = StepTimes(train=1.0, forward=0.2, train_steps=10, eval_steps=1, blocks=4)
     epochs, dropped, share = plan_budget([parse_strategy("linear"), parse_strategy("full")], times, 16.0, 1, 30)
-    assert share == 8.0 and "linear" in epochs and "full" not in epochs
-    assert dropped[0]["strategy"] == "full" and "over its share of the budget (8 s of 16 s" in dropped[0]["why"]
+    assert "linear" in epochs and "full" not in epochs
+    assert dropped[0]["strategy"] == "full" and "over an equal share of the budget (8 s of 16 s" in dropped[0]["why"]
+    assert share == 16.0, "what is left is split again among the strategies that fit"
+
+
+def test_a_small_budget_drops_the_costliest_first_and_compares_what_it_affords():
+    """Three strategies whose shortest runs cost about 2, 4 and 10 s in 9 s: an equal third (3 s) fits only the
+    cheapest, but without the costliest the two others fit in halves (4.5 s): both are compared."""
+    times = StepTimes(train=1.0, forward=0.2, train_steps=10, eval_steps=1, blocks=4)
+    labels = ["linear", "partial:1", "full"]
+    parsed = [parse_strategy(label) for label in labels]
+    need = {s.label: strategy_seconds(s, times, least_epochs(s)) for s in parsed}
+    budget = 2.1 * max(need["linear"], need["partial:1"])
+    assert need["full"] > budget / 2 and max(need["linear"], need["partial:1"]) > budget / 3, need
+    epochs, dropped, share = plan_budget(parsed, times, budget, 1, 30)
+    assert sorted(epochs) == ["linear", "partial:1"] and [d["strategy"] for d in dropped] == ["full"]
+    assert share == pytest.approx(budget / 2) and all(n >= 1 for n in epochs.values())
 
 
 def test_no_strategy_fits_the_budget(tmp_path, shades):

@@ -38,12 +38,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NETWORK_COMMANDS = frozenset({"demo", "probe", "compare", "advise", "plan", "predict", "export", "pretrain", "fit"})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``graft ARGV`` (default: the process's arguments); the exit status."""
     started = time.perf_counter()  # a command's --budget counts from here
     args = build_parser().parse_args(argv)
     args.started = started
+    threads = None
     try:
+        if args.command in NETWORK_COMMANDS:  # torch's threads fitted to the cores other processes leave free
+            from graft.threads import fit_threads
+
+            notes: list[str] = []
+            threads = fit_threads(log=notes.append)
+            args.threads_note = notes[0] if notes else None  # graft demo says it (and graft plan --verbose)
+            if notes and getattr(args, "verbose", False):
+                Console(stderr=True).print(f"[dim]{escape(notes[0])}[/dim]", highlight=False)
         return args.handler(args, Console())
     except GraftError as exc:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
@@ -51,3 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")
         return 130
+    finally:
+        if threads is not None:  # main() called in a process that goes on (tests, notebooks): its threads back
+            import torch
+
+            torch.set_num_threads(threads)

@@ -192,6 +192,11 @@ def require_sound(strategy: Strategy, times: StepTimes, seconds: float, epochs: 
                      f"--keep-going (keep_going=True) to fit {epochs} epoch{'s' if epochs != 1 else ''} anyway")
 
 
+def seconds_text(value: float) -> str:
+    """Seconds as a person reads them: one decimal below 10 s ("0.4 s", "3.2 s"), whole above ("42 s")."""
+    return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
+
+
 # --- what measuring costs -------------------------------------------------------------------------------------------
 
 MEASURE_SHARE = 0.25  # of a budget, the most the measuring before a fit may take (issue 16: trials and fit get the rest)
@@ -277,9 +282,12 @@ def plan_measuring(per_sample: float, seconds: float, *, train: int, val: int, c
     drawn_train = min(train, samples)
     if drawn_train < MIN_PROBE_PER_CLASS * classes:
         least = MIN_PROBE_PER_CLASS * classes
+        if seconds < 0.5:
+            return MeasurePlan(seconds, 0, 0.0, 0.0, "no time is left for measuring (what ran before it took its "
+                               "share of the budget)")
+        need = least * per_sample * both / max(1, train)
         return MeasurePlan(seconds, 0, 0.0, 0.0, f"extracting features of {least} samples ({MIN_PROBE_PER_CLASS} per "
-                           f"class) would take about {least * per_sample * both / max(1, train):.0f} s of the "
-                           f"{seconds:.0f} s for measuring")
+                           f"class) would take about {seconds_text(need)} of the {seconds_text(seconds)} for measuring")
     extract = per_sample * (min(train, samples) + min(val, samples))
     return MeasurePlan(seconds, samples, extract, max(0.0, seconds - extract))
 

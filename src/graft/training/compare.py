@@ -127,20 +127,28 @@ def _summary(record: RunRecord, run_dir: Path, seed: int, latency: float) -> dic
 
 def plan_budget(strategies: list[Strategy], times: StepTimes, budget: float, seeds: int, max_epochs: int,
                 has_adapter: bool = False) -> tuple[dict[str, int], list[dict], float]:
-    """Epochs per strategy for an equal share of ``budget``; the dropped ones with why; the share in seconds."""
-    share = budget / max(1, len(strategies) * seeds)
-    epochs, dropped = {}, []
-    for s in strategies:
-        n = epochs_for_budget(s, times, share, max_epochs=max_epochs, has_adapter=has_adapter)
-        if n == 0:
-            least = least_epochs(s)
-            need = strategy_seconds(s, times, least, has_adapter)
-            epochs_text = f"{least} epochs of it take" if least > 1 else "1 epoch of it takes"
-            dropped.append({"strategy": s.label, "why": f"{epochs_text} about {need:.0f} s, over its share of the "
-                            f"budget ({share:.0f} s of {budget:.0f} s for {len(strategies)} strategies x {seeds} "
-                            f"seed{'s' if seeds > 1 else ''}); raise --budget or compare fewer strategies"})
-        else:
-            epochs[s.label] = n
+    """Epochs per strategy for an equal share of ``budget``; the dropped ones with why; the share in seconds.
+
+    When the share does not fit the shortest run of every strategy, the costliest of those that do not fit is
+    dropped and the budget split again among the rest, until every one left fits (or none is left): a small budget
+    compares the strategies it can afford, not none."""
+    need = {s.label: strategy_seconds(s, times, least_epochs(s), has_adapter) for s in strategies}
+    kept, dropped = list(strategies), []
+    while kept:
+        share = budget / (len(kept) * seeds)
+        over = [s for s in kept if need[s.label] > share]
+        if not over:
+            break
+        costliest = max(over, key=lambda s: need[s.label])
+        least = least_epochs(costliest)
+        epochs_text = f"{least} epochs of it take" if least > 1 else "1 epoch of it takes"
+        dropped.append({"strategy": costliest.label, "why": f"{epochs_text} about {need[costliest.label]:.0f} s, over "
+                        f"an equal share of the budget ({share:.0f} s of {budget:.0f} s for {len(kept)} strategies x "
+                        f"{seeds} seed{'s' if seeds > 1 else ''}); raise --budget or compare fewer strategies"})
+        kept.remove(costliest)
+    share = budget / max(1, len(kept) * seeds)
+    epochs = {s.label: epochs_for_budget(s, times, share, max_epochs=max_epochs, has_adapter=has_adapter)
+              for s in kept}
     return epochs, dropped, share
 
 
