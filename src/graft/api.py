@@ -92,7 +92,8 @@ def probe(model, data, *, split: str = "train", eval_split: str | None = "auto",
           input_size: tuple[int, ...] | None = None, batch_size: int | None = None, folds: int = 5, seed: int = 0,
           max_samples: int | None = None, load_options: LoadOptions | dict | None = None,
           data_options: DataOptions | dict | None = None, cache_dir: str | Path | None = None, log=None,
-          choose_c: str = "cv", multilayer=True, budget=None, started: float | None = None) -> Measures:
+          choose_c: str = "cv", multilayer=True, budget=None, started: float | None = None,
+          refine: bool | None = None) -> Measures:
     """Measure how well each layer of ``model`` transfers to ``data``: linear-probe accuracy, LogME, H-score and
     similarity to the source per layer, LEEP and NCE of the source head; the best layer and why.
 
@@ -107,13 +108,16 @@ def probe(model, data, *, split: str = "train", eval_split: str | None = "auto",
     decides from the per-layer measures (see :func:`graft.measures.summary.measure_layers`).
     ``budget`` ("1m", seconds, counted from ``started``, a ``time.perf_counter()`` value, or from the call): the
     samples are drawn so the extraction fits, and the layers probed best-first until it is spent (the notes say
-    which were left out). With ``out``, writes ``out/measures.json`` (and ``out/measures.png`` with ``plot=True``).
+    which were left out). ``refine`` (default: with a budget): probe only the layers that can hold the best
+    (:func:`graft.measures.summary.bounded`). With ``out``, writes ``out/measures.json`` (and ``out/measures.png``
+    with ``plot=True``).
     """
     workflow = Workflow(model, data, load_options=load_options, data_options=data_options, seed=seed, log=log,
                         budget=budget, started=started)
     return workflow.probe(out, split=split, eval_split=eval_split, layers=layers, plot=plot, source_data=source_data,
                           source_split=source_split, input_size=input_size, batch_size=batch_size, folds=folds,
-                          max_samples=max_samples, cache_dir=cache_dir, choose_c=choose_c, multilayer=multilayer)
+                          max_samples=max_samples, cache_dir=cache_dir, choose_c=choose_c, multilayer=multilayer,
+                          refine=refine)
 
 
 def advise(model, data, *, out: str | Path | None = None, target: dict | None = None,

@@ -207,7 +207,7 @@ class Workflow:
               source_split: str = "train", input_size: tuple[int, ...] | None = None, batch_size: int | None = None,
               folds: int = 5, max_samples: int | None = None, cache_dir: str | Path | None = None,
               choose_c: str = "cv", multilayer=True, seed: int | None = None,
-              deadline: float | None = None) -> Measures:
+              deadline: float | None = None, refine: bool | None = None) -> Measures:
         """Measure each layer of ``network`` (default: the network as loaded) on the data; see :func:`graft.probe`.
         ``seed`` (default: the workflow's) seeds the subsample and the probe's folds. ``deadline`` (a
         ``time.perf_counter()`` value; default with a budget: the budget's end, less writing the measures): the
@@ -249,7 +249,7 @@ class Workflow:
             source_features={n: source.features(n) for n in names} if source else None,
             label_names=data.spec.label_names, model=backbone.spec.name, data=data.spec.name, train_split=split,
             eval_split=eval_split, folds=folds, seed=seed, choose_c=choose_c, multilayer=multilayer,
-            progress=lambda name: say(f"measuring {name}"), deadline=deadline)
+            progress=lambda name: say(f"measuring {name}"), deadline=deadline, refine=refine)
         extraction = {"extract_" + fs.split: round(fs.seconds, 3) for fs in (train, evaluated) if fs is not None}
         notes = list(dict.fromkeys(n for fs in (train, evaluated, source) if fs is not None for n in fs.notes))
         measures = replace(measures, seconds={**extraction, **measures.seconds}, notes=(*measures.notes, *notes))

@@ -122,6 +122,56 @@ def test_layers_are_probed_best_first_until_the_deadline():
                for n in late.notes)
     assert late.multilayer is None and any(n.startswith("multilayer probe skipped: it would take about")
                                            for n in late.notes)
-    roomy = measure_layers(list(train), train, y, val, y_val, choose_c="eval", deadline=time.perf_counter() + 600)
+    roomy = measure_layers(list(train), train, y, val, y_val, choose_c="eval", deadline=time.perf_counter() + 600,
+                           refine=False)
     assert all(e.probe_accuracy is not None for e in roomy.layers) and roomy.multilayer is not None
     assert [e.name for e in roomy.layers] == ["low", "noise", "high"], "reported in depth order, probed best-first"
+
+
+def _profile(n: int, strengths, seed: int = 0):
+    """Layers whose class signal has the given strengths (a rising-then-falling profile over the depth)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 4
+    layers = {}
+    for i, strength in enumerate(strengths):
+        x = rng.normal(size=(n, 12))
+        x[np.arange(n), y] += strength
+        layers[f"block{i}"] = x
+    return layers, y
+
+
+def test_refining_leaves_out_the_layers_that_cannot_hold_the_best_and_finds_the_same_best():
+    """Nine layers, the signal peaking at block6: probed best-first, the layers between probes that lie below the
+    best's interval are left out and named; the best is the one every layer's probe finds (issue 16)."""
+    from graft.measures.summary import measure_layers
+
+    strengths = [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 2.4, 1.8, 1.2]
+    train, y = _profile(400, strengths)
+    val, y_val = _profile(400, strengths, seed=1)
+    order = []
+    every = measure_layers(list(train), train, y, val, y_val, choose_c="eval", multilayer=False)
+    refined = measure_layers(list(train), train, y, val, y_val, choose_c="eval", multilayer=False, refine=True,
+                             progress=order.append)
+    assert every.best_layer == refined.best_layer == "block6"
+    left_out = [e.name for e in refined.layers if e.probe_accuracy is None]
+    assert 0 < len(left_out) < len(strengths) - 2 and "block6" in order and order[0] == "block8"
+    assert set(left_out) <= {"block0", "block1", "block2", "block3"}, "only layers below the rise are left out"
+    for name in order:  # what was probed is what probing everything measures
+        assert refined.layer(name).probe_accuracy == every.layer(name).probe_accuracy
+    assert any(f"{len(left_out)} of 9 layers not probed, as they cannot hold the best" in n for n in refined.notes)
+
+
+def test_a_layer_is_bounded_only_when_both_neighbours_lie_below_the_best():
+    from graft.measures.summary import LayerMeasures, bounded
+
+    def probed(name, acc, half=0.03):
+        return LayerMeasures(name=name, dim=8, probe_accuracy=acc, probe_low=acc - half, probe_high=acc + half)
+
+    found = {0: probed("a", 0.40), 4: probed("b", 0.50), 8: probed("c", 0.80)}
+    assert "between a and b" in bounded(2, found), "both below the best's interval: the peak is not between them"
+    assert bounded(6, found) is None, "next to the best: the peak may lie between"
+    found[4] = probed("b", 0.76)
+    assert bounded(2, found) is None, "b's interval reaches the best's: not separated"
+    assert bounded(3, {8: probed("c", 0.8)}) is None, "the best itself is the only neighbour"
+    assert bounded(1, {4: probed("b", 0.5), 8: probed("c", 0.8)}) is not None, "before the first probed layer"
+    assert bounded(1, {}) is None and bounded(1, {4: LayerMeasures(name="b", dim=8)}) is None

@@ -43,6 +43,9 @@ def add_probe(sub) -> None:
                    "BatchNorm layers hold no statistics")
     g.add_argument("--no-multilayer", action="store_true",
                    help="skip the probe over every layer at once (selected features; the slowest measure)")
+    g.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                   help="probe only the layers that can hold the best (the probes on either side of a layer below "
+                   "the best's interval leave it out); default: with --budget")
     add_training_options(p, ("budget",))
     g = add_output_options(p, out="run folder for measures.json (and measures.png with --plot)", json=True)
     g.add_argument("--plot", action="store_true", help="write measures.png: the per-layer curves")
@@ -60,7 +63,7 @@ def probe(args: argparse.Namespace, console: Console) -> int:
     measures = measure(args.model, args.data, split=args.split, eval_split=None if args.eval_split == "cv" else
                        args.eval_split, layers=layers, out=args.out, plot=args.plot, source_data=args.source_data,
                        input_size=size(args.input_size), batch_size=args.batch_size, seed=args.seed,
-                       max_samples=args.max_samples, multilayer=not args.no_multilayer,
+                       max_samples=args.max_samples, multilayer=not args.no_multilayer, refine=args.refine,
                        load_options=load_options(args), data_options=data_options(args), budget=args.budget,
                        started=args.started, log=None if args.json else printer(Console(stderr=True)))
     print(measures.to_json() if args.json else measures.render(width=console.width))

@@ -150,6 +150,22 @@ def priority_order(count: int) -> list[int]:
     return order + [i for i in range(count) if i not in seen]
 
 
+def bounded(index: int, found: Mapping[int, LayerMeasures]) -> str | None:
+    """Why the layer at depth ``index`` need not be probed, or None. Probe accuracy over the depth is taken to rise
+    and then fall (once): then a layer whose nearest probed layers on either side (or on its one side, at the ends)
+    all have intervals below the best probed layer's interval cannot be the best, for the peak is not between them.
+    ``found``: the layers probed so far, by depth."""
+    probed = {i: e for i, e in found.items() if e.probe_accuracy is not None and e.probe_high is not None}
+    if not probed:
+        return None
+    best = max(probed.values(), key=lambda e: e.probe_accuracy)
+    below, above = [i for i in probed if i < index], [i for i in probed if i > index]
+    sides = ([probed[max(below)]] if below else []) + ([probed[min(above)]] if above else [])
+    if sides and all(e.probe_high < best.probe_low for e in sides):
+        return f"between {' and '.join(e.name for e in sides)}, whose intervals lie below {best.name}'s"
+    return None
+
+
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -224,7 +240,8 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
                    model: str = "", data: str = "", train_split: str = "train", eval_split: str | None = None,
                    probe: bool = True, folds: int = 5, seed: int = 0, choose_c: str = "cv",
                    multilayer: bool | Callable[[Measures], str | None] = True,
-                   progress: Callable[[str], None] | None = None, deadline: float | None = None) -> Measures:
+                   progress: Callable[[str], None] | None = None, deadline: float | None = None,
+                   refine: bool | None = None) -> Measures:
     """Probe accuracy, LogME, H-score and similarity for each layer; LEEP and NCE of the source head.
 
     ``train_features[layer]`` is (N, D_layer); ``eval_features`` (optional) the same for held-out samples on
@@ -237,7 +254,8 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
     the reason to skip it (kept in the notes). ``deadline`` (a ``time.perf_counter()`` value): probe the layers
     best-first (:func:`priority_order`) and leave out each one whose estimated time (:func:`probe_seconds`, at the
     rate observed so far) no longer fits before it, and the multilayer probe likewise; the notes name what was left
-    out. The last layer is always probed.
+    out. The last layer is always probed. ``refine`` (default: with a ``deadline``): probe best-first and leave out
+    the layers that cannot hold the best (:func:`bounded`), named in the notes.
     """
     layers = list(layers)
     if not layers:
@@ -259,9 +277,14 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
     found: dict[int, LayerMeasures] = {}
     spent = work = 0.0  # probe seconds, and samples x (features + 64) x classes behind them: the observed rate
     skipped: list[str] = []
-    for index in priority_order(len(layers)) if deadline is not None else range(len(layers)):
+    pruned: list[str] = []  # left out because the probes around them bound them below the best (``refine``)
+    refine = probe and (deadline is not None if refine is None else refine)
+    for index in priority_order(len(layers)) if deadline is not None or refine else range(len(layers)):
         name = layers[index]
         x = np.asarray(train_features[name])
+        if refine and bounded(index, found) is not None:
+            pruned.append(name)
+            continue
         rate = spent / work if work else PROBE_RATE
         if deadline is not None and found and time.perf_counter() + probe_seconds(len(y), x.shape[1], classes,
                                                                                   rate) > deadline:
@@ -290,6 +313,10 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
     best, reason = _best(entries, len(y))
     leep = nce = None
     notes: list[str] = []
+    if pruned:
+        notes.append(f"{len(pruned)} of {len(layers)} layers not probed, as they cannot hold the best: "
+                     f"{', '.join(pruned[:6])}{' ...' if len(pruned) > 6 else ''} (probe accuracy is taken to rise and "
+                     "fall once over the depth, and the probes on either side of each lie below the best's interval)")
     if skipped:
         notes.append(f"{len(skipped)} of {len(layers)} layers not probed, to stay within the time for measuring: "
                      f"{', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''} (the layers are probed best-first: "
