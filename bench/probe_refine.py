@@ -96,8 +96,8 @@ def main() -> None:
                                                  for e in m.layers])})
         print(rows[-1], flush=True)
     for r in rows:
-        print(f"{r['pair']:55s} probed {r['probed']:2d}/{r['layers']:2d}, time saved {100 * r['time_saved_fraction']:4.0f} "
-              f"%, best {r['best_all']} -> {r['best_refined']} ({'same' if r['same_best'] else 'differs'})")
+        saved = 100 * r["time_saved_fraction"]
+        print(f"{r['pair']:55s} probed {r['probed']:2d}/{r['layers']:2d}, time saved {saved:4.0f} %, best {r['best_all']} -> {r['best_refined']} ({'same' if r['same_best'] else 'differs'})")
     summary = {"tasks": len(rows), "same_best": sum(r["same_best"] for r in rows),
                "best_within_interval": sum(r["best_within_interval"] for r in rows),
                "mean_time_saved_fraction": round(sum(r["time_saved_fraction"] for r in rows) / max(1, len(rows)), 3),

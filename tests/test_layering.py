@@ -10,7 +10,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "graft"
 ORDER = ["data", "models", "surgery", "features", "measures", "strategy", "training", "export", "report", "workflow",
          "api", "demo", "cli"]
-UTILITIES = {"errors", "validation", "jsonable", "progress", "files", "fingerprint", "threads"}  # importable from every layer
+# importable from every layer
+UTILITIES = {"errors", "validation", "jsonable", "progress", "files", "fingerprint", "threads"}
 ANYWHERE = UTILITIES | {"__init__", "__main__"}
 
 

@@ -71,5 +71,6 @@ def test_the_cli_gives_the_caller_its_threads_back(burners, threads, tmp_path):
 
     torch.set_num_threads(max(2, threads))
     had = torch.get_num_threads()
-    assert main(["plan", "cifar_resnet20", "--random", "--input-size", "28", "28", "--in-chans", "1", "--num-classes", "3"]) == 0
+    command = ["plan", "cifar_resnet20", "--random", "--input-size", "28", "28", "--in-chans", "1", "--num-classes", "3"]
+    assert main(command) == 0
     assert torch.get_num_threads() == had

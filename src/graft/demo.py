@@ -7,7 +7,8 @@ from its folder alone.
 
 The demo has one budget (``DEMO_BUDGET``, ``graft demo --budget``) and keeps it on any machine: each stage is
 planned from the machine's measured speed (the measuring to a quarter of it, the comparison to ``COMPARE_SHARE``
-or less, so that the fit of the advice keeps what it needs, the fit to the rest), and a stage that does not fit is skipped with the reason; it always ends with report.html.
+or less, so that the fit of the advice keeps what it needs, the fit to the rest), and a stage that does not fit
+is skipped with the reason; it always ends with report.html.
 """
 
 from __future__ import annotations

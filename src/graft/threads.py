@@ -3,10 +3,10 @@
 PyTorch starts one intra-op thread per core. When other processes already keep the cores busy, those threads
 wait on each other at every parallel region (a thread that lost its core holds up the rest): measured on 2 cores
 beside 2 CPU-burning processes, timing the demo's ResNet-20 (5 training steps and forward passes) took 8.3 s with 2
-threads and 4.4 s with 1 (README, "On a busy machine"). :func:`fit_threads` counts the processes running now (``/proc/loadavg``'s running
-tasks, sampled a few times: an instant figure, where the load average lags a minute) and lowers the threads to the
-cores left, never below one and never above what torch would use. An explicit ``OMP_NUM_THREADS`` or
-``GRAFT_THREADS`` is always kept.
+threads and 4.4 s with 1 (README, "On a busy machine"). :func:`fit_threads` counts the processes running now
+(``/proc/loadavg``'s running tasks, sampled a few times: an instant figure, where the load average lags a minute)
+and lowers the threads to the cores left, never below one and never above what torch would use. An explicit
+``OMP_NUM_THREADS`` or ``GRAFT_THREADS`` is always kept.
 """
 
 from __future__ import annotations

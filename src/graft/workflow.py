@@ -525,9 +525,9 @@ class Workflow:
         if epochs >= sound:
             return advice
         spent = (f"what ran before the fit (loading, measuring{', trials' if advice.trials else ''}) took "
-                 f"{seconds_text(self.elapsed())} of the "
-                 f"{seconds_text(self.seconds)} budget; what is left for training ({seconds_text(left)}) affords {epochs} epoch"
-                 f"{'s' if epochs != 1 else ''} of {advice.strategy}, fewer than the {sound} it needs")
+                 f"{seconds_text(self.elapsed())} of the {seconds_text(self.seconds)} budget; what is left for "
+                 f"training ({seconds_text(left)}) affords {epochs} epoch{'s' if epochs != 1 else ''} of "
+                 f"{advice.strategy}, fewer than the {sound} it needs")
         for candidate in advice.candidates:
             name = candidate["strategy"]
             if name != advice.strategy and affords(name)[0] >= affords(name)[1]:
@@ -550,8 +550,9 @@ class Workflow:
                              spent + ", and not one epoch of any candidate fits in that time",
                              f"raise --budget (more than {seconds_text(self.seconds)})")
         raise GraftError("a budget that leaves time for a sound fit after measuring", spent + ", and no other "
-                         "candidate is sound in that time", f"raise --budget (more than {seconds_text(self.seconds)}), or "
-                         "pass --keep-going to fit what fits anyway")
+                         "candidate is sound in that time",
+                         f"raise --budget (more than {seconds_text(self.seconds)}), or pass --keep-going to fit what "
+                         "fits anyway")
 
     def report(self, out: str | Path) -> Path:
         """(Re)build ``out/report.html`` from the run folder alone."""
