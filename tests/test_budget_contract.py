@@ -91,6 +91,19 @@ def test_the_network_runs_at_the_input_size_asked_for(shades, tmp_path):
     assert not any(s.kind == "input_size" for s in same.steps)
 
 
+def test_passes_without_gradients_size_their_batches_by_the_size_the_network_runs_at(shades):
+    from graft.surgery.plan import run_size
+
+    data = graft.load_data(shades)
+    plain = graft.plan_surgery(_net(), data=data).apply(_net())
+    larger = graft.plan_surgery(_net(), data=data, run_size=(96, 96)).apply(_net())
+    assert run_size(plain) is None and run_size(larger) == (96, 96)
+    # 12x12 samples run at 96x96 hold 64x the values: their batches (evaluation, a frozen prefix, a solved head's
+    # features) are 64x smaller, as they would be for 96 px data (MobileNetV2 at 96 px: linear 18 s -> 7 s)
+    assert data.inference_batch_size("train", input_size=run_size(plain)) == 256
+    assert data.inference_batch_size("train", input_size=run_size(larger)) == 32
+
+
 @pytest.mark.parametrize("fields, error, words", [
     (dict(run_size=(24,)), ShapeError, "with 2 values"),
     (dict(run_size=(24, 24), size_mode="pad"), GraftError, "size_mode 'auto' or 'resize'"),

@@ -28,6 +28,7 @@ from graft.models.options import LoadOptions
 from graft.strategy.advisor import Advice
 from graft.surgery import SurgeryPlan, Target
 from graft.surgery import plan_surgery as _plan_surgery
+from graft.surgery.plan import run_size
 from graft.surgery.saving import load_model, save_model
 from graft.training.compare import Comparison
 from graft.training.run import RunRecord, load_run
@@ -262,7 +263,7 @@ def predict(run, data, *, split: str | None = None, data_options: DataOptions | 
     module = torch.nn.Sequential(BatchPreprocess(Preprocess(inp.mean, inp.std, None)), backbone.module).eval()
     probs = []
     with torch.inference_mode():
-        for x, _ in data.loader(split, data.inference_batch_size(split), shuffle=False):
+        for x, _ in data.loader(split, data.inference_batch_size(split, input_size=run_size(backbone)), shuffle=False):
             probs.append(torch.softmax(module(x), 1).numpy())
     p = np.concatenate(probs) if probs else np.zeros((0, len(names)))
     pred = p.argmax(1)

@@ -20,13 +20,14 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import Progress
 
 from graft.api import load_model, load_run
 from graft.errors import GraftError
 from graft.files import write_atomic, write_json
 from graft.models.trace import eval_mode
+from graft.text import console as text_console
+from graft.text import styled
 from graft.training.run import parse_budget
 from graft.workflow import Workflow
 
@@ -80,7 +81,7 @@ def _fresh(run_dir: Path, con: Console) -> None:
                          "other files", "pass another --out, e.g. graft demo --out runs/demo2")
     import shutil
 
-    con.print(f"[dim]replacing the earlier demo in {run_dir}[/dim]")
+    con.print(f"replacing the earlier demo in {run_dir}", style="dim")
     shutil.rmtree(run_dir)
 
 
@@ -89,30 +90,30 @@ def run_demo(out: str | Path = "runs/demo", console: Console | None = None, budg
     """Run the demo within ``budget`` (seconds, or "2m"), counted from ``started`` (a ``time.perf_counter()``
     value; default: now; the CLI passes the moment the command started); write the run folder ``out``; return what
     was measured."""
-    con = console or Console()
+    con = console or text_console()
     start = time.perf_counter() if started is None else started
     seconds = parse_budget(budget)
     run_dir = Path(out)
     _fresh(run_dir, con)
     write_atomic(run_dir / STARTED, "written by graft demo: a later graft demo may replace this folder\n")
     model_file, data_file = asset("cifar_resnet20.safetensors"), asset("mnist_2000.npz")
-    say = lambda message: con.print(f"  [dim]{escape(message)}[/dim]", highlight=False)  # noqa: E731
+    say = lambda message: con.print(f"  {message}", style="dim")  # noqa: E731
 
-    con.rule(f"[b]graft demo[/b]: a CIFAR-10 ResNet-20 taken to 2000 MNIST digits, in {seconds:.0f} s")
-    con.print("[b]1. the network[/b] (embedded: akamaster's CIFAR-10 ResNet-20, BSD-2-Clause)")
+    con.rule(styled(("graft demo", "bold"), f": a CIFAR-10 ResNet-20 taken to 2000 MNIST digits, in {seconds:.0f} s"))
+    con.print(styled(("1. the network", "bold"), " (embedded: akamaster's CIFAR-10 ResNet-20, BSD-2-Clause)"))
     wf = Workflow(model_file, data_file, data_options=dict(val_fraction=0.2, test_fraction=0.2, seed=0),
                   budget=seconds, log=say, started=start)
     backbone, data = wf.backbone, wf.data
     con.print(backbone.spec.render(width=con.width))
     con.print(f"  {backbone.load_report.summary()}")
 
-    con.print("\n[b]2. the new data[/b] (embedded: 2000 MNIST training digits, 200 per class)")
+    con.print(styled(("\n2. the new data", "bold"), " (embedded: 2000 MNIST training digits, 200 per class)"))
     spec = data.spec
     con.print(f"  {spec.num_samples} samples, shape {'x'.join(map(str, spec.input_shape))}, {len(spec.label_names)} "
               f"classes ({', '.join(spec.label_names)}), {min(spec.class_counts)}-{max(spec.class_counts)} per class; "
               f"split {', '.join(f'{k} {len(v)}' for k, v in data.splits.items())} (stratified, seed 0)")
 
-    con.print("\n[b]3. the plan[/b]")
+    con.print("\n3. the plan", style="bold")
     con.print(wf.plan.render(width=con.width))
     grafted = wf.grafted
     x, y = data.arrays("test")
@@ -126,7 +127,7 @@ def run_demo(out: str | Path = "runs/demo", console: Console | None = None, budg
     con.print(f"  the grafted network runs on the {len(xt)} test digits ({len(xt) / forward:,.0f} samples/s); its "
               f"new head is untrained: {100 * float((logits.argmax(1).numpy() == y).mean()):.1f} % accuracy")
 
-    con.print("\n[b]4. measure every layer, then advise[/b] (planned to this machine's speed)")
+    con.print(styled(("\n4. measure every layer, then advise", "bold"), " (planned to this machine's speed)"))
     advice = wf.advise(run_dir, budgeted=True)
     if (run_dir / "measures.json").is_file():
         from graft.measures.summary import Measures
@@ -136,8 +137,8 @@ def run_demo(out: str | Path = "runs/demo", console: Console | None = None, budg
 
     reserve = wf.reserve(advice.strategy)  # the comparison leaves the fit of the advice what it needs to be sound
     share = max(0.0, min(COMPARE_SHARE * seconds, (wf.left() or 0.0) - reserve))
-    con.print(f"\n[b]5. compare strategies[/b] ({', '.join(COMPARED)}; at most {share:.0f} s in all, same splits, "
-              f"leaving {reserve:.0f} s for fitting {advice.strategy})")
+    con.print(styled(("\n5. compare strategies", "bold"), f" ({', '.join(COMPARED)}; at most {share:.0f} s in all, same splits, "
+              f"leaving {reserve:.0f} s for fitting {advice.strategy})"))
     result = None
     try:
         result = wf.compare(run_dir, strategies=COMPARED, max_epochs=15, report=False, budget=share)
@@ -150,15 +151,15 @@ def run_demo(out: str | Path = "runs/demo", console: Console | None = None, budg
 
     left = wf.for_training() or 0.0
     chosen = wf.affordable(advice, left, keep_going=True)
-    con.print(f"\n[b]6. fit with the advice[/b] ({chosen.strategy}, the {left:.0f} s left for training)")
+    con.print(styled(("\n6. fit with the advice", "bold"), f" ({chosen.strategy}, the {left:.0f} s left for training)"))
     record = wf.fit(run_dir, strategy=chosen.strategy, progress=True, keep_going=True, **chosen.options)
     con.print(f"  {record.epochs_run} epochs in {record.seconds:.1f} s: test accuracy {record.final_accuracy:.3f}, "
               f"macro-F1 {record.final_macro_f1:.3f}; {record.trainable_params:,} of {record.total_params:,} "
               "parameters trained")
     for warning in record.warnings:
-        con.print(f"  [yellow]note:[/yellow] {escape(warning)}", highlight=False)
+        con.print(styled("  ", ("note:", "yellow"), f" {warning}"))
 
-    con.print("\n[b]7. the evidence[/b]")
+    con.print("\n7. the evidence", style="bold")
     write_json(run_dir / "backbone.json", grafted.spec)
     write_json(run_dir / "dataset.json", spec)
     reloaded = load_run(run_dir)
@@ -172,8 +173,8 @@ def run_demo(out: str | Path = "runs/demo", console: Console | None = None, budg
                "advice": advice.strategy, "fitted": chosen.strategy, "best_compared": best,
                "test_accuracy": record.final_accuracy}
     write_json(run_dir / "demo.json", summary)
-    con.print(f"  report: [b]{run_dir / 'report.html'}[/b] (plan, layer measures, advice, comparison, training, "
-              "metrics, model card; opens offline)")
+    con.print(styled("  report: ", (str(run_dir / "report.html"), "bold"), " (plan, layer measures, advice, comparison, "
+                      "training, metrics, model card; opens offline)"))
     con.rule(f"done in {total:.1f} s of the {seconds:.0f} s budget")
     return DemoResult(run_dir, spec.num_samples, tuple(logits.shape), forward, diff, total, advice.strategy, best,
                       record.final_accuracy)

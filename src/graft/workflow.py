@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
-from functools import cached_property, partial
+from functools import cached_property, partial, wraps
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from graft.data import Data, DatasetSpec, load_data
 from graft.data.options import DataOptions
 from graft.errors import GraftError
 from graft.features import extract_features as _extract_features
-from graft.files import write_json
+from graft.files import folder_lock, write_json
 from graft.measures.summary import Measures, measure_layers, probe_seconds
 from graft.models import Backbone
 from graft.models.options import LoadOptions
@@ -90,6 +90,21 @@ def samples_per_class(data: Data, split: str = "train") -> list[int]:
 def is_auto(strategy) -> bool:
     """Whether ``strategy`` asks the advisor to decide (the one place this is decided)."""
     return isinstance(strategy, str) and strategy.strip().lower() == AUTO
+
+
+
+def _holding_out(method):
+    """Run ``method`` holding its ``out`` folder (graft.files.folder_lock): a second process that would write the
+    same run folder is refused with the pid that holds it, instead of both writing it."""
+    @wraps(method)
+    def locked(self, *args, **kwargs):
+        out = kwargs.get("out", args[0] if args else None)
+        if out is None:
+            return method(self, *args, **kwargs)
+        with folder_lock(out):
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 class Workflow:
@@ -202,6 +217,7 @@ class Workflow:
                               fits=1.0 if choose_c == "eval" and held_out else float(folds + held_out))
 
     # --- the stages -----------------------------------------------------------------------------------------------
+    @_holding_out
     def probe(self, out: str | Path | None = None, *, network: Backbone | None = None, split: str = "train",
               eval_split: str | None = "auto", layers=None, plot: bool = False, source_data=None,
               source_split: str = "train", input_size: tuple[int, ...] | None = None, batch_size: int | None = None,
@@ -263,6 +279,7 @@ class Workflow:
             raise GraftError("a run folder for the plot (out=...)", "plot=True without out", "pass out='runs/NAME'")
         return measures
 
+    @_holding_out
     def advise(self, out: str | Path | None = None, *, max_samples: int = PROBE_SAMPLES, multilayer: bool | str = "auto",
                margin: float = 0.05, budgeted: bool = False) -> Advice:
         """Probe the grafted network layer by layer on the training data, evaluated on ``val`` (never on test), and
@@ -365,6 +382,7 @@ class Workflow:
         """The surgery to the data with ``overrides`` of the target (``run_size=(96, 96)``)."""
         return _plan_surgery(self.backbone, target_from_data(self.data, **{**self.target, **overrides}))
 
+    @_holding_out
     def compare(self, out: str | Path, *, strategies=None, seeds=(0,), max_epochs: int = 30,
                 report: bool = True, budget: float | None = None, **strategy_options) -> Comparison:
         """Run ``strategies`` on the same splits with equal shares of the budget (default 15 minutes; ``budget``:
@@ -397,12 +415,13 @@ class Workflow:
 
         for entry in result.strategies:  # each run's confusion.png, from its metrics.json
             for run in entry["runs"]:
-                plot_run(run["run_dir"])
-        write_comparison_plots(out, result.to_dict())
+                self._draw("confusion.png", Path(run["run_dir"]), plot_run, run["run_dir"])
+        self._draw("the comparison plots", out, write_comparison_plots, out, result.to_dict())
         if report:
-            self.report(out)
+            self._draw("report.html", out, self.report, out)
         return result
 
+    @_holding_out
     def fit(self, out: str | Path, *, strategy="full", epochs: int | None = None, resume: bool = False,
             patience: int | None = None, plateau: int | None = None, epoch_log=None, progress=True,
             report: bool = True, margin: float = 0.05, trial_share: float = 0.3, min_trial_val: int = MIN_TRIAL_VAL,
@@ -438,10 +457,24 @@ class Workflow:
             record = self._against_linear(record, out, keep_going)
         from graft.report.plots import plot_run
 
-        plot_run(out)  # confusion.png, from metrics.json
-        if report:
-            self.report(out)
+        for what, draw in (("confusion.png", plot_run), ("report.html", self.report)):
+            if what == "confusion.png" or report:  # confusion.png from metrics.json; the report from the folder
+                note = self._draw(what, out, draw, out)
+                record = record if note is None else record.with_note(note)
         return record
+
+    def _draw(self, what: str, out: Path, draw, *args) -> str | None:
+        """Draw an artifact of a run whose model is saved already (a plot, the report). A failure is said and
+        returned as a note, never raised: nothing drawn after the training may take the trained model with it."""
+        try:
+            draw(*args)
+        except Exception as exc:  # noqa: BLE001 - any failure of a plot or the report; the model is on disk
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "no message"
+            note = (f"{what} was not written ({type(exc).__name__}: {reason}); the model is saved in {out} "
+                    f"(graft report {out} draws the report again)")
+            self.say(f"warning: {note}")
+            return note
+        return None
 
     def _against_linear(self, record: RunRecord, out: Path, keep_going: bool) -> RunRecord:
         """``auto``'s check: a fit whose best validation accuracy is below the lower end of the 95 % interval of the
@@ -502,7 +535,7 @@ class Workflow:
 
                 for trial in trials:  # each trial's confusion.png, from its metrics.json
                     for entry in trial["rounds"]:
-                        plot_run(entry["run_dir"])
+                        self._draw("confusion.png", Path(entry["run_dir"]), plot_run, entry["run_dir"])
             elif len(candidates) > 1:
                 say(f"{', '.join(candidates)} score within {margin}: without --budget no trials run; fitting "
                     f"{advice.strategy}")

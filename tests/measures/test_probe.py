@@ -145,3 +145,18 @@ def test_choose_c_needs_an_evaluation_split():
         linear_probe(features, labels, choose_c="eval")
     with pytest.raises(GraftError, match="choose_c as 'cv'"):
         linear_probe(features, labels, choose_c="test")
+
+
+def test_a_deadline_that_has_passed_stops_the_search_of_c_after_the_first_value():
+    import time
+
+    features, labels = blobs(150)
+    for test in ((), (features[100:], labels[100:])):
+        train = (features[:100], labels[:100]) if test else (features, labels)
+        result = linear_probe(*train, *test, deadline=time.perf_counter() - 1.0)
+        assert result.c == 1e-4 and list(result.cv_accuracy) == ["0.0001"]
+        assert any(n.startswith("C searched over 0.0001 of 5 values") for n in result.notes)
+        assert not any("end of the grid" in n for n in result.notes)  # a cut grid has no "end" to speak of
+        whole = linear_probe(*train, *test, deadline=time.perf_counter() + 60.0)
+        assert list(whole.cv_accuracy) == ["0.0001", "0.001", "0.01", "0.1", "1"]
+        assert whole == linear_probe(*train, *test)  # a deadline that is not reached changes nothing

@@ -237,7 +237,10 @@ def test_a_run_folder_has_everything(tmp_path):
 
     assert plot_run(run) == [run / "confusion.png"] and (run / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     names = sorted(p.name for p in (run / "checkpoints").glob("*-*.safetensors"))
-    assert len(names) == 3 and sum(n.startswith("last-") for n in names) == 2  # weights + optimizer; best
+    # weights + optimizer of the last two epochs (last, and last.previous until the next is whole); best
+    assert len(names) == 5 and sum(n.startswith("last-") for n in names) == 4
+    last, previous = (json.loads((run / "checkpoints" / f"{n}.json").read_text()) for n in ("last", "last.previous"))
+    assert (last["state"]["epoch"], previous["state"]["epoch"]) == (2, 1)
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2] and all("val_accuracy" in h for h in history)
     assert record.epochs_run == 2 and record.final_split == "val" and 0 <= record.final_accuracy <= 1

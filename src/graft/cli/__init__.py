@@ -14,12 +14,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from rich.console import Console
-from rich.markup import escape
-
 from graft import __version__
 from graft.cli import data, demo, evidence, network, runs, train
 from graft.errors import GraftError
+from graft.text import console, styled
 
 __all__ = ["build_parser", "main"]
 
@@ -55,13 +53,13 @@ def main(argv: list[str] | None = None) -> int:
             threads = fit_threads(log=notes.append)
             args.threads_note = notes[0] if notes else None  # graft demo says it (and graft plan --verbose)
             if notes and getattr(args, "verbose", False):
-                Console(stderr=True).print(f"[dim]{escape(notes[0])}[/dim]", highlight=False)
-        return args.handler(args, Console())
+                console(stderr=True).print(notes[0], style="dim")
+        return args.handler(args, console())
     except GraftError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+        console(stderr=True).print(styled(("error:", "bold red"), " ", str(exc)))
         return 2
     except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted")
+        console(stderr=True).print("interrupted")
         return 130
     finally:
         if threads is not None:  # main() called in a process that goes on (tests, notebooks): its threads back

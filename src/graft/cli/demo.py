@@ -18,12 +18,10 @@ def add_demo(sub) -> None:
 
 
 def demo(args: argparse.Namespace, console: Console) -> int:
-    from rich.markup import escape
-
     from graft.demo import DEMO_BUDGET, run_demo
 
     if getattr(args, "threads_note", None):
-        console.print(f"[dim]{escape(args.threads_note)}[/dim]", highlight=False)
+        console.print(args.threads_note, style="dim")
 
     run_demo(args.out, console=console, budget=args.budget or DEMO_BUDGET, started=getattr(args, "started", None))
     return 0

@@ -24,6 +24,7 @@ from graft.cli.options import (
     target,
 )
 from graft.errors import GraftError
+from graft.text import console as text_console
 
 
 def add_probe(sub) -> None:
@@ -65,7 +66,7 @@ def probe(args: argparse.Namespace, console: Console) -> int:
                        input_size=size(args.input_size), batch_size=args.batch_size, seed=args.seed,
                        max_samples=args.max_samples, multilayer=not args.no_multilayer, refine=args.refine,
                        load_options=load_options(args), data_options=data_options(args), budget=args.budget,
-                       started=args.started, log=None if args.json else printer(Console(stderr=True)))
+                       started=args.started, log=None if args.json else printer(text_console(stderr=True)))
     print(measures.to_json() if args.json else measures.render(width=console.width))
     if args.out and not args.json:
         written = "measures.json" + (" and measures.png" if args.plot else "")

@@ -211,7 +211,9 @@ def add_output_options(p: argparse.ArgumentParser, *, out: str | None = None, re
 
 def human_console(args: argparse.Namespace, console: Console) -> Console:
     """Where the lines for people go: ``console`` (stdout), or stderr with ``--json`` (stdout holds the JSON)."""
-    return Console(stderr=True) if getattr(args, "json", False) else console
+    from graft.text import console as text_console
+
+    return text_console(stderr=True) if getattr(args, "json", False) else console
 
 
 def printer(console: Console) -> Callable[[str], None]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from graft.errors import GraftError
-from graft.files import json_text
+from graft.files import json_text, remove_orphans
 from graft.fingerprint import file_digest, graft_version
 
 FORMAT = 1  # bump when the layout of an entry changes: older entries then no longer match their key
@@ -51,7 +51,8 @@ class EntryWriter:
         self.root, self.key = Path(root), key
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=self.root))
+            remove_orphans(self.root)  # what killed writers left: their pid is in the name
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{key}.{os.getpid()}.", dir=self.root))
         except OSError as exc:
             raise GraftError("a writable folder for the feature cache", f"{self.root} ({exc.strerror})",
                              "pass cache_dir= a folder you can write to (or set GRAFT_CACHE)") from None

@@ -87,11 +87,11 @@ class Measures(JsonSerializable):
 
     def render(self, width: int = 110) -> str:
         """The per-layer table, the best layer marked, and the whole-network scores."""
-        from rich.console import Console
+        from graft.text import console as text_console
         from rich.table import Table
 
         buf = StringIO()
-        console = Console(file=buf, width=width, force_terminal=False, color_system=None)
+        console = text_console(buf, width=width, plain=True)
         evaluated = ("cross-validated on " + self.train_split if self.eval_split == "cross-validation"
                      else f"trained on {self.train_split}, evaluated on {self.eval_split}")
         console.print(f"{self.model} on {self.data}: {self.num_train} training samples, {len(self.label_names)} "
@@ -278,6 +278,7 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
     spent = work = 0.0  # probe seconds, and samples x (features + 64) x classes behind them: the observed rate
     skipped: list[str] = []
     pruned: list[str] = []  # left out because the probes around them bound them below the best (``refine``)
+    short_grid: list[str] = []  # probed with part of the C grid: the deadline came first
     refine = probe and (deadline is not None if refine is None else refine)
     for index in priority_order(len(layers)) if deadline is not None or refine else range(len(layers)):
         name = layers[index]
@@ -296,8 +297,10 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
         result = None
         if probe:
             result = (linear_probe(x, y, np.asarray(eval_features[name]), np.asarray(eval_labels), folds=folds,
-                                   seed=seed, choose_c=choose_c) if eval_features is not None
-                      else linear_probe(x, y, folds=folds, seed=seed))
+                                   seed=seed, choose_c=choose_c, deadline=deadline) if eval_features is not None
+                      else linear_probe(x, y, folds=folds, seed=seed, deadline=deadline))
+        if result is not None and any(n.startswith("C searched over") for n in result.notes):
+            short_grid.append(name)
         found[index] = LayerMeasures(
             name=name, dim=int(x.shape[1]),
             probe_accuracy=None if result is None else result.accuracy,
@@ -313,6 +316,9 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
     best, reason = _best(entries, len(y))
     leep = nce = None
     notes: list[str] = []
+    if short_grid:
+        notes.append(f"the probe of {', '.join(short_grid[:6])} searched only part of its C grid: the time for "
+                     "measuring ran out (its accuracy may be a little low)")
     if pruned:
         notes.append(f"{len(pruned)} of {len(layers)} layers not probed, as they cannot hold the best: "
                      f"{', '.join(pruned[:6])}{' ...' if len(pruned) > 6 else ''} (probe accuracy is taken to rise and "

@@ -101,16 +101,16 @@ class BackboneSpec(JsonSerializable):
 
     def render(self, width: int = 100) -> str:
         """Human-readable summary (the ``graft inspect`` output)."""
-        from rich.console import Console
+        from graft.text import console as text_console
         from rich.table import Table
 
         buf = StringIO()
-        console = Console(file=buf, width=width, force_terminal=False, color_system=None)
+        console = text_console(buf, width=width, plain=True)
         inp = self.input
         size = "x".join(map(str, inp.size)) if inp.size else "unknown"
         if inp.spatial_dims == 0:
             size = "vector"
-        console.print(f"[b]{self.name}[/b]  ({self.origin}; weights: {self.weights or 'random init'})")
+        console.print(f"{self.name}  ({self.origin}; weights: {self.weights or 'random init'})")
         console.print(f"  parameters: {self.num_params:,}")
         console.print(f"  input: {inp.channels} channels, size {size}"
                       + (f", mean {_fmt(inp.mean)} std {_fmt(inp.std)}" if inp.mean else ", normalization unknown"))

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from graft.errors import GraftError
+from graft.report.plots import plain_text
 
 PLOT_FILES = ("learning_curves.png", "accuracy_vs_time.png", "per_class.png")
 
@@ -36,11 +37,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _plain_text(value) -> str:
-    """A label matplotlib draws literally: ``$`` would otherwise start mathtext (and may fail to parse)."""
-    return str(value).replace("$", r"\$")
 
 
 def _number(value) -> float | None:
@@ -109,7 +105,7 @@ def _note(ax, text: str) -> None:
 def _title(comparison: dict, what: str) -> str:
     model, data = comparison.get("model"), comparison.get("data")
     where = f": {model} on {data}" if model and data else ""
-    return _plain_text(what + where)
+    return plain_text(what + where)
 
 
 def _learning_curves_figure(comparison: dict, x: str = "auto"):
@@ -128,7 +124,7 @@ def _learning_curves_figure(comparison: dict, x: str = "auto"):
         if not len(xs):
             continue
         seeds = len(_runs(strategy))
-        label = _plain_text(strategy["strategy"] + (f" (mean of {seeds} seeds)" if seeds > 1 else ""))
+        label = plain_text(strategy["strategy"] + (f" (mean of {seeds} seeds)" if seeds > 1 else ""))
         width = 2.4 if strategy["strategy"] == comparison.get("best") else 1.5
         ax.plot(xs, means, "o-", color=f"C{index % 10}", linewidth=width, markersize=4, label=label)
         if seeds > 1:
@@ -167,7 +163,7 @@ def _accuracy_vs_time_figure(comparison: dict):
                     yerr=[accuracy_std] if several else None, fmt="*" if best else "o", markersize=13 if best else 7,
                     color=f"C{index % 10}", capsize=3)
         label = strategy["strategy"] + (" (val)" if has_test and split == "val" else "") + (" (best)" if best else "")
-        ax.annotate(_plain_text(label), (seconds, accuracy), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        ax.annotate(plain_text(label), (seconds, accuracy), textcoords="offset points", xytext=(6, 6), fontsize=8)
         drawn += 1
     if drawn:
         ax.set_xlabel("training time (s)")
@@ -178,7 +174,7 @@ def _accuracy_vs_time_figure(comparison: dict):
         _note(ax, "no accuracy and training time to show")
     seeds = comparison.get("seeds")
     extra = f" (error bars: std over {len(seeds)} seeds)" if isinstance(seeds, list) and len(seeds) > 1 else ""
-    ax.set_title(_title(comparison, "accuracy vs training time") + _plain_text(extra), fontsize=10)
+    ax.set_title(_title(comparison, "accuracy vs training time") + plain_text(extra), fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -214,12 +210,12 @@ def _per_class_figure(comparison: dict):
         positions = np.arange(classes)
         for offset, (name, recall, index) in enumerate(bars):
             ax.bar(positions + (offset - (len(bars) - 1) / 2) * width, np.nan_to_num(recall), width,
-                   color=f"C{index % 10}", label=_plain_text(name))
+                   color=f"C{index % 10}", label=plain_text(name))
         ax.set_xticks(positions)
-        ax.set_xticklabels([_plain_text(n) for n in names], rotation=45 if classes > 6 else 0,
+        ax.set_xticklabels([plain_text(n) for n in names], rotation=45 if classes > 6 else 0,
                            ha="right" if classes > 6 else "center", fontsize=8 if classes > 10 else 9)
         ax.set_ylim(0, 1.05)
-        ax.set_ylabel(f"recall on {_plain_text(comparison.get('split') or 'the evaluation split')}")
+        ax.set_ylabel(f"recall on {plain_text(comparison.get('split') or 'the evaluation split')}")
         ax.legend(fontsize=8, ncols=min(len(bars), 4), loc="upper center", bbox_to_anchor=(0.5, -0.18 if
                   classes > 6 else -0.1))
         ax.grid(axis="y", alpha=0.3)
@@ -259,7 +255,7 @@ def _history_figure(history: list[dict]):
             points = [(x, _number(e.get(key))) for x, e in zip(epochs, entries) if _number(e.get(key)) is not None]
             if points:
                 axis.plot(*zip(*points), "o-", markersize=4,
-                          label=_plain_text("train loss" if key == "loss" else key.replace("_", " ")))
+                          label=plain_text("train loss" if key == "loss" else key.replace("_", " ")))
         for x, before, after in zip(epochs[1:], entries, entries[1:]):
             if before.get("phase") != after.get("phase"):
                 axis.axvline(x - 0.5, color="0.5", linestyle=":", linewidth=1)

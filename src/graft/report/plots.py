@@ -16,6 +16,12 @@ from graft.training.metrics import Metrics
 MAX_ANNOTATED_CLASSES = 20  # counts are written in the cells of a confusion matrix up to this many classes
 
 
+def plain_text(value) -> str:
+    """A label matplotlib draws literally: ``$`` would otherwise start mathtext (and may fail to parse: a class
+    named ``$\\notacommand$`` took the run down after training)."""
+    return str(value).replace("$", r"\$")
+
+
 def _save(fig, path: Path) -> Path:
     """``fig`` as a PNG at ``path``, written atomically (graft.files.write_atomic)."""
     buffer = io.BytesIO()
@@ -33,7 +39,7 @@ def plot_layer_measures(measures: Measures, path: str | Path) -> Path:
 
     layers = measures.layers
     x = list(range(len(layers)))
-    names = [e.name for e in layers]
+    names = [plain_text(e.name) for e in layers]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6.0, 0.55 * len(layers) + 2), 6.5), sharex=True,
                                       gridspec_kw={"height_ratios": [3, 2]})
     probed = [(i, e) for i, e in zip(x, layers) if e.probe_accuracy is not None]
@@ -58,7 +64,7 @@ def plot_layer_measures(measures: Measures, path: str | Path) -> Path:
         top.axvline(names.index(measures.best_layer), color="0.4", linestyle=":", linewidth=1)
         top.annotate("best", (names.index(measures.best_layer), top.get_ylim()[1]), ha="center", va="bottom",
                      fontsize=8, color="0.3")
-    top.set_title(f"{measures.model} on {measures.data}")
+    top.set_title(plain_text(f"{measures.model} on {measures.data}"))
     if handles:
         top.legend(handles, labels, loc="lower right", fontsize=8)
     sims = [(i, e.similarity) for i, e in zip(x, layers) if e.similarity is not None]
@@ -98,7 +104,7 @@ def plot_confusion(metrics: Metrics, path: str | Path) -> Path:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    names = metrics.label_names
+    names = [plain_text(name) for name in metrics.label_names]
     counts = metrics.confusion_matrix
     rows = counts.sum(1, keepdims=True)
     fractions = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0)

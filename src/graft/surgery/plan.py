@@ -159,20 +159,20 @@ class SurgeryPlan(JsonSerializable):
 
     # -- display -------------------------------------------------------------------------------------
     def render(self, verbose: bool = False, width: int = 100) -> str:
-        from rich.console import Console
+        from graft.text import console as text_console
         from rich.table import Table
 
         buf = StringIO()
-        con = Console(file=buf, width=width, force_terminal=False, color_system=None)
+        con = text_console(buf, width=width, plain=True)
         src = self.source
         src_in = src.input.shape() or (src.input.channels, "?")
         res_in = self.result_input.shape() or (self.result_input.channels, "?")
-        con.print(f"[b]Surgery plan[/b]: {src.name} ({src.head.num_classes} classes, input {_shape(src_in)}) "
+        con.print(f"Surgery plan: {src.name} ({src.head.num_classes} classes, input {_shape(src_in)}) "
                   f"-> {self.result_head.num_classes} classes, input {_shape(res_in)}")
         if not self.steps:
             con.print("  nothing to change: the network already fits the target")
         for i, s in enumerate(self.steps, 1):
-            con.print(f"  {i}. [b]{s.kind}[/b]: {s.summary}")
+            con.print(f"  {i}. {s.kind}: {s.summary}")
             for col in s.params.get("columns", []) if s.kind == "features" else []:
                 con.print(f"       {col}")
             if s.reason:
@@ -206,11 +206,22 @@ class SurgeryPlan(JsonSerializable):
         if self.verified:
             con.print(f"  checked: {self.verified}")
         for w in self.warnings:
-            con.print(f"  [b]warning[/b]: {w}")
+            con.print(f"  warning: {w}")
         return buf.getvalue().rstrip()
 
     def __str__(self) -> str:
         return self.render()
+
+
+def run_size(backbone) -> tuple[int, ...] | None:
+    """The size a grafted network runs at when its plan resizes the inputs first (``--input-size``), else None:
+    what a pass without gradients sizes its batches by (:meth:`graft.data.Data.inference_batch_size`)."""
+    plans = getattr(backbone, "plans", None) or ([backbone.plan] if getattr(backbone, "plan", None) else [])
+    for plan in reversed(plans):
+        size = getattr(getattr(plan, "target", None), "run_size", None)
+        if size:
+            return tuple(size)
+    return None
 
 
 def _shape(shape) -> str:

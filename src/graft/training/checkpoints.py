@@ -5,7 +5,9 @@ dict), ``NAME-<n>.optim.safetensors`` (every tensor of the optimizer's state) an
 the optimizer's param groups, RNG states, the trainer's counters, and the names and digests of the two tensor
 files). Each file is written to a temporary name and renamed into place; the JSON is replaced last, and a
 reader refuses a JSON whose tensor files are missing or do not match their digests. When a write fails (a
-full disk), the previous checkpoint is left whole.
+full disk), the previous checkpoint is left whole. With ``keep_previous`` (the trainer's ``last``) the checkpoint
+before is kept too, as ``NAME.previous.json`` with its own tensor files, so a damaged newest checkpoint still
+leaves one to resume from (:func:`newest_intact`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from graft.errors import CheckpointError, GraftError
-from graft.files import json_text, replacing
+from graft.errors import CheckpointError
+from graft.files import json_text, remove_orphans, replacing
 
 
 def _digest(path: Path) -> str:
@@ -33,13 +35,9 @@ def _digest(path: Path) -> str:
 
 def _atomic_write(path: Path, write) -> None:
     """``write(tmp)`` to a temporary file, fsynced and renamed over ``path`` (graft.files.replacing); a full disk
-    is a clear error and leaves the previous checkpoint untouched."""
-    try:
-        with replacing(path) as tmp:
-            write(str(tmp))
-    except OSError as exc:
-        raise GraftError(f"room to write {path.name}", f"{type(exc).__name__}: {exc.strerror or exc}",
-                         "free some disk space; the previous checkpoint was left untouched") from None
+    is a clear error (a GraftError) and leaves the previous checkpoint untouched."""
+    with replacing(path) as tmp:
+        write(str(tmp))
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -62,7 +60,7 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
 
 
 def save_checkpoint(folder: Path, name: str, module: nn.Module, optimizer: torch.optim.Optimizer | None,
-                    state: dict) -> None:
+                    state: dict, keep_previous: bool = False) -> None:
     """Write checkpoint ``name`` (see the module docstring); ``state`` must be JSON-serializable.
 
     The tensor files get a fresh name each time (``NAME-<n>.safetensors``) and the JSON, replaced last, points
@@ -71,6 +69,7 @@ def save_checkpoint(folder: Path, name: str, module: nn.Module, optimizer: torch
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    remove_orphans(folder)  # temporary files a killed run left behind (their pid is in the name)
     tag = time.time_ns()
     weights, optim = folder / f"{name}-{tag}.safetensors", folder / f"{name}-{tag}.optim.safetensors"
     written = []
@@ -87,44 +86,89 @@ def save_checkpoint(folder: Path, name: str, module: nn.Module, optimizer: torch
             meta["files"][optim.name] = _digest(optim)
         meta["torch_rng"] = base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()
         text = json_text(meta)
-        _atomic_write(folder / f"{name}.json", lambda tmp: Path(tmp).write_text(text))
+        current, previous = folder / f"{name}.json", folder / f"{name}.previous.json"
+        if keep_previous and current.is_file():  # the one before stays whole until the new one is
+            _atomic_write(previous, lambda tmp: Path(tmp).write_bytes(current.read_bytes()))
+        _atomic_write(current, lambda tmp: Path(tmp).write_text(text))
     except BaseException:
         for path in written:  # the new files are not referenced: drop them, keep the previous checkpoint
             path.unlink(missing_ok=True)
         raise
     keep = set(meta["files"])
+    if keep_previous and previous.is_file():
+        try:
+            keep |= set(json.loads(previous.read_text()).get("files", {}))
+        except (OSError, json.JSONDecodeError):
+            pass
     for old in folder.glob(f"{name}-*.safetensors"):
         if old.name not in keep:
             old.unlink(missing_ok=True)
 
 
-def read_checkpoint_state(folder: Path, name: str) -> dict | None:
-    """The JSON state of checkpoint ``name`` when it and its tensor files are complete and match; else None."""
+def checkpoint_problem(folder: Path, name: str) -> str | None:
+    """Why checkpoint ``name`` cannot be used (missing, unreadable, a tensor file missing or changed); None when it
+    is whole."""
     path = Path(folder) / f"{name}.json"
     if not path.is_file():
-        return None
+        return f"no {path.name}"
     try:
         meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return f"{path.name} is unreadable ({type(exc).__name__})"
+    if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict) or "weights" not in meta:
+        return f"{path.name} is not a graft checkpoint"
+    for file, digest in meta["files"].items():
+        tensor_file = Path(folder) / str(file)
+        if not tensor_file.is_file():
+            return f"{file} is missing"
+        if _digest(tensor_file) != digest:
+            return f"{file} does not match its digest (truncated or changed)"
+    return None
+
+
+def read_checkpoint_state(folder: Path, name: str) -> dict | None:
+    """The JSON state of checkpoint ``name`` when it and its tensor files are complete and match; else None."""
+    if checkpoint_problem(folder, name) is not None:
         return None
-    for file, digest in meta.get("files", {}).items():
-        tensor_file = Path(folder) / file
-        if not tensor_file.is_file() or _digest(tensor_file) != digest:
-            return None
-    return meta
+    return json.loads((Path(folder) / f"{name}.json").read_text())
+
+
+def newest_intact(folder: Path, name: str) -> tuple[str | None, list[str]]:
+    """The newest whole checkpoint of ``name`` (itself, else the one kept before it, ``NAME.previous``), and why
+    each newer one was passed over; (None, reasons) when neither is whole."""
+    passed = []
+    for candidate in (name, f"{name}.previous"):
+        problem = checkpoint_problem(folder, candidate)
+        if problem is None:
+            return candidate, passed
+        if not problem.startswith("no "):
+            passed.append(f"{candidate}: {problem}")
+    return None, passed
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; anything else (a pickle put in its place, a damaged header) is a
+    CheckpointError: nothing in it is run."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"a safetensors file of tensors at {path}", f"a file safetensors cannot read ({exc})",
+                              "the checkpoint was replaced or damaged: start a new run (another --out)") from None
 
 
 def load_checkpoint(folder: Path, name: str, module: nn.Module, optimizer: torch.optim.Optimizer | None) -> dict:
     """Restore weights, optimizer state and the torch RNG from checkpoint ``name``; returns its JSON state."""
-    from safetensors.torch import load_file
-
-    meta = read_checkpoint_state(folder, name)
-    if meta is None:
-        raise CheckpointError(f"a complete checkpoint {name!r} in {folder}", "none, or one whose files do not match",
-                              "start the run afresh (without --resume)")
-    module.load_state_dict(load_file(str(Path(folder) / meta["weights"])), strict=True)
+    problem = checkpoint_problem(folder, name)
+    if problem is not None:
+        raise CheckpointError(f"a complete checkpoint {name!r} in {folder}", problem,
+                              "start a new run in another folder (another --out)")
+    meta = json.loads((Path(folder) / f"{name}.json").read_text())
+    module.load_state_dict(load_tensors(Path(folder) / meta["weights"]), strict=True)
     if optimizer is not None and "optimizer" in meta:
-        tensors = load_file(str(Path(folder) / meta["optimizer_file"]))
+        tensors = load_tensors(Path(folder) / meta["optimizer_file"])
         state: dict = {}
         for key, value in tensors.items():
             index, field = key.split(".", 1)

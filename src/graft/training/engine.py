@@ -32,7 +32,8 @@ from graft.errors import GraftError
 from graft.progress import LiveBar, track
 from graft.models import Backbone
 from graft.strategy.spec import Phase, Strategy, phases
-from graft.training.checkpoints import load_checkpoint, read_checkpoint_state, save_checkpoint
+from graft.surgery.plan import run_size
+from graft.training.checkpoints import load_checkpoint, newest_intact, read_checkpoint_state, save_checkpoint
 from graft.training.groups import (  # noqa: F401  (HEAD and ADAPTER are part of this module's interface)
     ADAPTER,
     HEAD,
@@ -181,7 +182,7 @@ class Trainer:
         self._cache_key, self._cache = key, None
         frozen = self._cacheable_prefix(phase)
         if frozen is not None:
-            size = self.data.inference_batch_size("train", self.device)
+            size = self.data.inference_batch_size("train", self.device, run_size(self.backbone))
             loader = self.data.loader("train", size, shuffle=False)
             batches = track(loader, "computing the frozen prefix once", total=len(loader), min_items=20) \
                 if self.progress else loader
@@ -283,7 +284,7 @@ class Trainer:
         was_training, labels = self.module.training, []
         self.module.eval()
         try:
-            loader = self.data.loader(split, self.data.inference_batch_size(split, self.device), shuffle=False)
+            loader = self.data.loader(split, self._inference_batch(split), shuffle=False)
             with torch.inference_mode():
                 for x, y in track(loader, "features for the linear probe", total=len(loader), min_items=20):
                     self.module(self.prep.batch(x.to(self.device)))
@@ -356,13 +357,17 @@ class Trainer:
                 penalty = penalty + ((p - self.start_weights[name]) ** 2).sum()
         return 0.5 * self.strategy.l2sp * penalty
 
+    def _inference_batch(self, split: str) -> int:
+        """The batch of a pass without gradients over ``split``, sized by the size the network runs at."""
+        return self.data.inference_batch_size(split, self.device, run_size(self.backbone))
+
     @torch.inference_mode()
     def evaluate(self, split: str) -> dict:
         self.module.eval()
         right = seen = 0
         total = 0.0
         loss_fn = nn.CrossEntropyLoss()
-        for x, y in self.data.loader(split, self.data.inference_batch_size(split, self.device), shuffle=False):
+        for x, y in self.data.loader(split, self._inference_batch(split), shuffle=False):
             out = self.module(self.prep.batch(x.to(self.device)))
             total += float(loss_fn(out, y.to(self.device))) * len(y)
             right += int((out.argmax(1).cpu() == y).sum())
@@ -377,18 +382,26 @@ class Trainer:
             _reinitialize(self.module, self.seed)
         first_epoch = 0
         if resume:
-            meta = read_checkpoint_state(self.ckpt_dir, "last")
-            if meta is None:
-                raise GraftError(f"a checkpoint to resume from in {self.ckpt_dir}", "none",
-                                 "run without --resume to start afresh")
+            name, passed = newest_intact(self.ckpt_dir, "last")
+            if name is None:
+                raise GraftError(f"a checkpoint to resume from in {self.ckpt_dir}",
+                                 "; ".join(passed) if passed else "none",
+                                 f"start a new run in another folder (another --out), or remove {self.run_dir} and "
+                                 "start it again")
+            meta = read_checkpoint_state(self.ckpt_dir, name)
+            if passed:
+                self.notes.append(f"resumed from the checkpoint before the last (epoch {meta['state']['epoch']}): "
+                                  + "; ".join(passed))
             first_epoch = meta["state"]["epoch"]
             _, phase, _ = self._phase_at(max(0, first_epoch - 1))  # the phase that wrote the checkpoint
             self.optimizer = None
             self.trainable = ()
             self._set_trainable(phase, tuple(meta["optimizer_groups"]))
             self.trainable = tuple(meta["trainable"])
-            load_checkpoint(self.ckpt_dir, "last", self.module, self.optimizer)
+            load_checkpoint(self.ckpt_dir, name, self.module, self.optimizer)
             self.state = RunState(**meta["state"])
+            with open(self.run_dir / "history.jsonl", "w") as f:  # the epochs of the checkpoint, no later ones
+                f.writelines(json.dumps(record) + "\n" for record in self.state.history)
             self.start_weights = {k: torch.as_tensor(v) for k, v in _load_start(self.run_dir).items()}
         else:
             _save_start(self.run_dir, self.start_weights)
@@ -419,7 +432,7 @@ class Trainer:
                                "seconds": self.state.seconds + time.perf_counter() - session_start},
                      "trainable": list(self.trainable),
                      "optimizer_groups": [g["graft_group"] for g in self.optimizer.param_groups]}
-            save_checkpoint(self.ckpt_dir, "last", self.module, self.optimizer, state)
+            save_checkpoint(self.ckpt_dir, "last", self.module, self.optimizer, state, keep_previous=True)
             if self.log is not None:
                 self.log(record)
         self.state.seconds += time.perf_counter() - session_start

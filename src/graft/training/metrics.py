@@ -70,11 +70,11 @@ class Metrics(JsonSerializable):
 
     def render(self, width: int = 100) -> str:
         """A summary line, the per-class table, and notes on classes never seen or never predicted."""
-        from rich.console import Console
+        from graft.text import console as text_console
         from rich.table import Table
 
         buf = StringIO()
-        console = Console(file=buf, width=width, force_terminal=False, color_system=None)
+        console = text_console(buf, width=width, plain=True)
         console.print(f"{self.num_samples} samples, {len(self.label_names)} classes: accuracy {self.accuracy:.3f}, "
                       f"balanced accuracy {self.balanced_accuracy:.3f}, macro F1 {self.macro_f1:.3f}",
                       highlight=False)

@@ -24,11 +24,11 @@ from graft.fingerprint import graft_version, weights_digest
 from graft.jsonable import JsonSerializable
 from graft.models import Backbone
 from graft.strategy.spec import Strategy, parse_strategy
-from graft.surgery.plan import SurgeryPlan
+from graft.surgery.plan import SurgeryPlan, run_size
 from graft.surgery.saving import load_model, save_model
 from graft.training.budget import (StepTimes, epochs_for_budget, measure_step_times, require_budget, require_sound,
                                    sound_epochs, strategy_seconds)
-from graft.training.checkpoints import read_checkpoint_state
+from graft.training.checkpoints import load_tensors, read_checkpoint_state
 from graft.training.engine import Trainer
 
 COMPARED = ("strategy", "epochs", "batch_size", "seed", "start_weights", "data", "label_names", "eval_split")
@@ -58,6 +58,12 @@ class RunRecord(JsonSerializable):
     def with_warning(self, warning: str) -> RunRecord:
         """This record with ``warning`` added, written again as run.json."""
         record = replace(self, warnings=(*self.warnings, warning))
+        write_json(Path(self.run_dir) / "run.json", record.to_dict())
+        return record
+
+    def with_note(self, note: str) -> RunRecord:
+        """This record with ``note`` added (something said about the run, not about its result), written again."""
+        record = replace(self, notes=(*self.notes, note))
         write_json(Path(self.run_dir) / "run.json", record.to_dict())
         return record
 
@@ -176,8 +182,8 @@ class _OwnFit:
                                                    **(config or {})))
         if self.plan is not None:
             self.write_json("plan.json", self.plan.to_dict())
+        save_model(model, self.out / "model.safetensors")  # first: what follows cannot lose the model
         final_split, metrics = self.evaluate(model)
-        save_model(model, self.out / "model.safetensors")
         return _record(self.out, self.strategy, self.data, final_split, metrics, epochs=epochs, epochs_run=epochs_run,
                        stopped=stopped, seconds=seconds, best_epoch=best_epoch, best_accuracy=best_accuracy,
                        trainable_params=trainable_params, total_params=total_params, notes=notes)
@@ -196,16 +202,14 @@ def _fit_own(strategy: Strategy, backbone: Backbone, data: Data, out: Path, *, s
 
 def _finish(trainer: Trainer, state, backbone: Backbone, data: Data, out: Path, strategy: Strategy, epochs: int,
             notes: list[str]) -> RunRecord:
-    from safetensors.torch import load_file
-
     best = read_checkpoint_state(out / "checkpoints", "best")
     if best is not None and trainer.eval_split:
-        backbone.module.load_state_dict(load_file(str(out / "checkpoints" / best["weights"])), strict=True)
+        backbone.module.load_state_dict(load_tensors(out / "checkpoints" / best["weights"]), strict=True)
         notes.append(f"the saved model is the best epoch on {trainer.eval_split} ({state.best_epoch})")
+    spec = replace(backbone.spec, label_names=tuple(data.spec.label_names))
+    save_model(_with_spec(backbone, spec), out / "model.safetensors")  # first: what follows cannot lose the model
     final_split = "test" if "test" in data.splits else trainer.eval_split
     metrics = evaluate(backbone, data, final_split, out, trainer.device) if final_split else None
-    spec = replace(backbone.spec, label_names=tuple(data.spec.label_names))
-    save_model(_with_spec(backbone, spec), out / "model.safetensors")
     total = sum(p.numel() for p in backbone.module.parameters())
     trainable = sum(p.numel() for n, p in backbone.module.named_parameters()
                     if trainer.groups[n] in trainer.trainable)
@@ -243,7 +247,7 @@ def evaluate(backbone: Backbone, data: Data, split: str, out: Path, device="cpu"
     from graft.training.metrics import classification_report, predict_classes
 
     inp = backbone.spec.input
-    loader = data.loader(split, data.inference_batch_size(split, device), shuffle=False)
+    loader = data.loader(split, data.inference_batch_size(split, device, run_size(backbone)), shuffle=False)
     y_true, y_pred = predict_classes(nn.Sequential(BatchPreprocess(Preprocess(inp.mean, inp.std, None)), backbone.module),
                                      loader)
     metrics = classification_report(y_true, y_pred, data.spec.label_names)
