@@ -440,7 +440,7 @@ def test_every_subcommand_has_one_handler_and_the_same_json_flag():
     subs = _subcommands()
     assert all(callable(sub.get_default("handler")) for sub in subs.values())
     with_json = {name for name, sub in subs.items() if any(a.dest == "json" for a in sub._actions)}
-    assert with_json == {"inspect", "data", "probe", "fit", "compare", "advise", "plan"}
+    assert with_json == {"inspect", "audit", "data", "probe", "fit", "compare", "advise", "plan"}
     assert all(a.help == JSON_HELP for sub in subs.values() for a in sub._actions if a.dest == "json")
 
 

@@ -180,7 +180,12 @@ def test_plan_the_pretrained_network_to_some_of_its_classes(capsys, arrowhead_ru
     rc, text, err = graft_call(capsys, "plan", out / "model.safetensors", "--data", "aeon:ArrowHead",
                                "--classes", "2,0", "--json")
     assert rc == 0, err
-    plan = graft.SurgeryPlan.from_json(text)
+    plan = graft.SurgeryPlan.from_json(text)  # bare numbers, a different set of them: not matched by default
+    assert plan.step("head").params["rows"] == [None, None] and "only a number" in plan.step("head").reason
+    rc, text, err = graft_call(capsys, "plan", out / "model.safetensors", "--data", "aeon:ArrowHead",
+                               "--classes", "2,0", "--keep-rows", "require", "--json")
+    assert rc == 0, err
+    plan = graft.SurgeryPlan.from_json(text)  # the user says they are the same classes
     assert plan.step("head").params["rows"] == [2, 0]
     assert "2 rows kept, 0 new" in plan.step("head").summary
     assert plan.result_labels == ("2", "0")

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,15 +213,19 @@ def test_a_second_process_on_the_same_run_folder_is_refused_with_the_first_ones_
 def test_two_fits_on_one_folder_one_is_refused(tmp_path, shades_npz):
     run = tmp_path / "run"
     command = [sys.executable, "-m", "graft", "fit", "cifar_resnet20", "--random", "--data", str(shades_npz),
-               "--strategy", "full", "--epochs", "30", "--out", str(run), "--quiet"]
+               "--strategy", "full", "--epochs", "1000", "--out", str(run), "--quiet"]
     first = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not (run / "config.json").is_file() and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    second = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
-    first.wait(timeout=300)
-    assert first.returncode == 0, first.stderr.read()[-2000:]
+    try:
+        deadline = time.monotonic() + 60
+        while not (run / "config.json").is_file() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
+        assert first.poll() is None, "the first run ended before the second asked: " + first.stderr.read()[-2000:]
+    finally:
+        first.kill()
+        first.wait()
     assert second.returncode == 2 and f"in use by process {first.pid}" in " ".join(second.stderr.split())
+    assert not (run / "model.safetensors").exists()  # the second wrote nothing into the first's folder
 
 
 # -- 5. a class name matplotlib would read as TeX -------------------------------------------------------------
@@ -253,3 +258,187 @@ def test_a_finished_run_folder_holds_only_the_lock_file_besides_its_own(tmp_path
     assert _fit(run, shades_npz, epochs=1) == 0
     assert (run / ".graft.lock").read_text() == ""  # released: nobody holds it
     assert np.isfinite(json.loads((run / "run.json").read_text())["final_accuracy"])
+
+
+# -- 6. bad data answered, never accepted silently or blamed on the wrong cause --------------------------------
+def test_a_series_of_length_zero_is_refused(tmp_path):
+    np.savez(tmp_path / "empty.npz", x=np.zeros((40, 1, 0), dtype=np.float32), y=np.arange(40) % 2)
+    with pytest.raises(GraftError, match=r"empty along axis 2"):
+        graft.load_data(tmp_path / "empty.npz")
+
+
+def test_a_text_file_named_npz_is_called_what_it_is(tmp_path):
+    (tmp_path / "table.npz").write_text("a,b,label\n1,2,cat\n")
+    with pytest.raises(GraftError, match=r"text starting 'a,b,labe', not a zip") as caught:
+        graft.load_data(tmp_path / "table.npz")
+    assert "truncated" not in str(caught.value)
+
+
+def test_an_object_array_is_refused_without_unpickling_it(tmp_path):
+    x = np.empty(4, dtype=object)
+    x[:] = [np.zeros(3)] * 4
+    np.savez(tmp_path / "objects.npz", x=x, y=np.arange(4) % 2)
+    with pytest.raises(GraftError, match=r"array 'x' of Python objects \(dtype object\)") as caught:
+        graft.load_data(tmp_path / "objects.npz")
+    assert "truncated" not in str(caught.value) and "np.asarray(x, dtype=np.float32)" in str(caught.value)
+
+
+def test_a_wav_that_is_not_audio_says_what_it_holds(tmp_path):
+    pytest.importorskip("librosa")
+    from graft.data.audio import _unreadable
+
+    fake = tmp_path / "a.wav"
+    fake.write_text("hello, this is text")
+    reason = _unreadable(str(fake), Exception(""))  # audioread's NoBackendError has no message
+    assert reason.startswith("not audio: it starts with 'hello, this ', not a WAV")
+    (tmp_path / "b.wav").write_bytes(b"")
+    assert _unreadable(str(tmp_path / "b.wav"), Exception("")) == "an empty file (0 bytes)"
+    (tmp_path / "c.wav").write_bytes(b"RIFF\x00\x00")
+    assert _unreadable(str(tmp_path / "c.wav"), RuntimeError("")).startswith("RuntimeError (a damaged")
+
+
+# -- 9. a final figure on the split that chose it is said to be optimistic ------------------------------------
+def test_without_a_test_split_the_final_accuracy_is_called_optimistic(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    np.savez(tmp_path / "d.npz", x=(rng.normal(60, 20, (60, 12, 12)) + 60 * y[:, None, None]).astype(np.uint8), y=y)
+    run = tmp_path / "r"
+    assert main(["fit", "cifar_resnet20", "--random", "--data", str(tmp_path / "d.npz"), "--strategy", "full",
+                 "--epochs", "1", "--out", str(run), "--quiet", "--val", "0.3"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "val accuracy" in out and "(optimistic: no test split" in out
+    record = json.loads((run / "run.json").read_text())
+    assert record["final_split"] == "val" and any(n.startswith("optimistic, no test split") for n in record["notes"])
+    with_test = tmp_path / "t"
+    assert _fit(with_test, write_shades(tmp_path / "s.npz"), epochs=1) == 0
+    assert not any("optimistic" in n for n in json.loads((with_test / "run.json").read_text())["notes"])
+
+
+# -- 10. a backbone saved without its classifier --------------------------------------------------------------
+def test_a_backbone_file_without_its_classifier_loads_and_the_plan_says_the_head_is_new(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    net = graft.load_model("cifar_resnet20", pretrained=False)
+    head = net.spec.head.name  # "linear" in this zoo network
+    body = {k: v.contiguous() for k, v in net.module.state_dict().items() if not k.startswith(head + ".")}
+    save_file(body, str(tmp_path / "backbone.safetensors"))
+    loaded = graft.load_model(tmp_path / "backbone.safetensors", arch="cifar_resnet20")
+    report = loaded.load_report
+    assert report.head_missing == (f"{head}.weight", f"{head}.bias") and not report.missing
+    assert "no classifier in the file" in report.summary()
+    plan = graft.plan_surgery(loaded, num_classes=10)  # as many classes as the missing head: replaced anyway
+    assert "has no classifier" in plan.step("head").reason and plan.step("head").params["rows"] == [None] * 10
+    run = tmp_path / "r"
+    assert main(["fit", str(tmp_path / "backbone.safetensors"), "--arch", "cifar_resnet20", "--data",
+                 str(write_shades(tmp_path / "s.npz")), "--epochs", "1", "--out", str(run), "--quiet"]) == 0
+    assert (run / "model.safetensors").is_file()
+    partial = {k: v for k, v in body.items() if not k.startswith("layer3.2")}
+    with pytest.raises(GraftError, match=r"strict=False \(--partial-weights\)"):  # part of the body missing: refused
+        graft.load_model("cifar_resnet20", weights=partial)
+    save_file(partial, str(tmp_path / "partial.safetensors"))
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "partial.safetensors"), "--arch", "cifar_resnet20", "--partial-weights"]) == 0
+    assert "missing from the file (10" in capsys.readouterr().out
+
+
+# -- 11. class names that are bare numbers do not match by default --------------------------------------------
+def test_numbered_classes_keep_no_head_rows_unless_asked(pooled_cnn):
+    source = graft.load_model(pooled_cnn, num_classes=10, in_chans=3, input_size=(16, 16),
+                              label_names=[str(i) for i in range(1, 11)])
+    plan = graft.plan_surgery(source, num_classes=4, label_names=["1", "2", "3", "cat"], in_chans=3,
+                              input_size=(16, 16))
+    step = plan.step("head")
+    assert step.params["rows"] == [None] * 4 and "only a number" in step.reason and "keep_rows='require'" in step.reason
+    asked = graft.plan_surgery(source, num_classes=4, label_names=["1", "2", "3", "cat"], in_chans=3,
+                               input_size=(16, 16), keep_rows="require")
+    assert asked.step("head").params["rows"] == [0, 1, 2, None]
+    named = graft.load_model(pooled_cnn, in_chans=3, input_size=(16, 16),
+                             label_names=["cat", "7", "dog", *(f"c{i}" for i in range(7))])
+    mixed = graft.plan_surgery(named, num_classes=2, label_names=["dog", "7"], in_chans=3, input_size=(16, 16))
+    assert mixed.step("head").params["rows"] == [2, None]  # a real name still matches; the number does not
+
+
+# -- 7. offline: fast answers --------------------------------------------------------------------------------
+def test_an_unreachable_host_is_said_within_seconds():
+    from graft.errors import HubUnavailableError
+    from graft.models.hub import require_reachable
+
+    t0 = time.perf_counter()
+    with pytest.raises(HubUnavailableError, match=r"to download the weights from nothing.invalid; got no connection"):
+        require_reachable("nothing.invalid", "the weights", "pass a local file")
+    print(f"unreachable host answered in {time.perf_counter() - t0:.2f} s")
+
+
+def test_a_hub_model_offline_fails_at_once_with_the_offline_message(tmp_path):
+    env = {**ENV, "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "https://nothing.invalid", "TORCH_HOME": str(tmp_path)}
+    env.pop("HF_HUB_OFFLINE")
+    for extra in ({}, {"HF_HUB_OFFLINE": "1"}):
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "graft", "inspect", "resnet18"], capture_output=True, text=True,
+                              env={**env, **extra}, timeout=120)
+        text = " ".join(proc.stderr.split())
+        assert proc.returncode == 2 and "no connection" in text and "pass a local weights file" in text, text
+        assert "Traceback" not in proc.stderr
+        print(f"graft inspect resnet18 offline {extra}: {time.perf_counter() - t0:.1f} s")
+
+
+def test_weights_in_the_hub_cache_load_offline(tmp_path, monkeypatch):
+    import timm
+    from safetensors.torch import save_file
+
+    repo = timm.models.get_pretrained_cfg("resnet18").hf_hub_id
+    snapshot = tmp_path / "hub" / f"models--{repo.replace('/', '--')}" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    reference = timm.create_model("resnet18", pretrained=False)
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(snapshot / "model.safetensors"))
+    code = ("import sys, torch, graft\nnet = graft.load_model('resnet18')\nref = torch.load(sys.argv[1], "
+            "weights_only=True)\nassert all(torch.equal(v, ref[k]) for k, v in net.module.state_dict().items())\n"
+            "print('cached', net.spec.weights)")
+    torch.save(reference.state_dict(), tmp_path / "ref.pt")
+    env = {**ENV, "HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "https://nothing.invalid"}
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ref.pt")], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("cached"), proc.stderr[-2000:]
+
+
+# -- graft audit: what a file holds, nothing executed ----------------------------------------------------------
+class _Payload:
+    """A pickle that would run a command when loaded (the attack torch.load without weights_only allows)."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned > PWNED",))
+
+
+def test_audit_names_what_a_malicious_pickle_would_call_and_runs_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"weight": torch.zeros(3), "extra": _Payload()}, tmp_path / "evil.pt")
+    torch.save({"weight": torch.zeros(3), "bias": torch.ones(2)}, tmp_path / "plain.pt")
+    (evil,), (plain,) = graft.audit(tmp_path / "evil.pt"), graft.audit(tmp_path / "plain.pt")
+    assert not evil.safe and any(kind == "UNSAFE" and name.endswith(".system") for name, kind in evil.globals)
+    assert "graft refuses it" in evil.verdict and not (tmp_path / "PWNED").exists()
+    assert plain.safe and plain.kind == "torch-zip" and "weights_only=True" in plain.verdict
+    assert main(["audit", str(tmp_path / "evil.pt")]) == 1
+    out = capsys.readouterr().out
+    assert "beyond what weights_only allows" in out and "system" in out and not (tmp_path / "PWNED").exists()
+    assert main(["audit", str(tmp_path / "plain.pt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["kind"] == "torch-zip"
+
+
+def test_audit_of_a_run_folder_checks_every_file_and_the_checkpoint_digests(tmp_path, shades_npz, capsys):
+    run = tmp_path / "r"
+    assert _fit(run, shades_npz, epochs=2) == 0
+    found = {Path(f.path).name: f for f in graft.audit(run)}
+    model = found["model.safetensors"]
+    assert model.kind == "safetensors" and model.tensors > 50 and "nothing in it can run" in model.verdict
+    assert "a graft model: cifar_resnet20, 3 classes" in str(model.metadata["graft"])
+    assert found["checkpoints"].verdict == "digests match" and all(f.safe for f in found.values())
+    capsys.readouterr()
+    last = json.loads((run / "checkpoints" / "last.json").read_text())
+    weights = run / "checkpoints" / last["weights"]
+    weights.write_bytes(weights.read_bytes()[:-100])  # truncated
+    assert main(["audit", str(run)]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "truncated: the tensors need" in out and "does not match its digest" in out
+    assert main(["audit", str(tmp_path / "nothing")]) == 2

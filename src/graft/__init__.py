@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _EXPORTS = {
-    **dict.fromkeys(("advise", "compare", "describe_data", "describe_model", "export_run", "extract_features",
+    **dict.fromkeys(("advise", "audit", "compare", "describe_data", "describe_model", "export_run", "extract_features",
                      "fine_tune", "load_data", "load_model", "load_run", "plan_surgery", "predict", "preprocessing",
                      "pretrain", "probe", "save_model", "target_from_data", "write_report"), "graft.api"),
     **dict.fromkeys(("AudioFeatures", "Data", "DatasetSpec", "DataOptions", "windows"), "graft.data"),

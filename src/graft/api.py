@@ -24,6 +24,8 @@ from graft.features import extract_features as _extract_features
 from graft.files import write_atomic, write_json
 from graft.measures.summary import Measures
 from graft.models import Backbone, BackboneSpec
+from graft.models.audit import FileAudit
+from graft.models.audit import audit as _audit
 from graft.models.options import LoadOptions
 from graft.strategy.advisor import Advice
 from graft.surgery import SurgeryPlan, Target
@@ -34,9 +36,15 @@ from graft.training.compare import Comparison
 from graft.training.run import RunRecord, load_run
 from graft.workflow import PROBE_SAMPLES, Workflow, as_backbone, as_data, target_from_data
 
-__all__ = ["advise", "compare", "describe_data", "describe_model", "export_run", "extract_features", "fine_tune",
+__all__ = ["advise", "audit", "compare", "describe_data", "describe_model", "export_run", "extract_features", "fine_tune",
            "load_data", "load_model", "load_run", "plan_surgery", "predict", "preprocessing", "pretrain", "probe",
            "save_model", "target_from_data", "write_report"]
+
+
+def audit(path: str | Path) -> list[FileAudit]:
+    """What a weights file or a run folder holds (tensors, shapes, dtypes, metadata, the globals a pickle would
+    import), read without executing anything in it; ``graft audit`` prints it (graft.models.audit)."""
+    return _audit(path)
 
 
 def describe_model(source, load_options: LoadOptions | dict | None = None, **fields) -> BackboneSpec:

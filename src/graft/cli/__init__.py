@@ -22,7 +22,7 @@ from graft.text import console, styled
 __all__ = ["build_parser", "main"]
 
 # the subcommands, in the order `graft --help` lists them
-PARSERS = (demo.add_demo, network.add_inspect, data.add_data, train.add_pretrain, evidence.add_probe, train.add_fit,
+PARSERS = (demo.add_demo, network.add_inspect, network.add_audit, data.add_data, train.add_pretrain, evidence.add_probe, train.add_fit,
            evidence.add_compare, evidence.add_advise, evidence.add_report, runs.add_predict, runs.add_export,
            network.add_plan)
 

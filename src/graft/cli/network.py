@@ -1,8 +1,10 @@
-"""The commands about a network: ``graft inspect`` (its contract) and ``graft plan`` (what surgery would change)."""
+"""The commands about a network: ``graft inspect`` (its contract), ``graft audit`` (what a file holds, nothing run)
+and ``graft plan`` (what surgery would change)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rich.console import Console
 
@@ -25,6 +27,33 @@ def add_inspect(sub) -> None:
     add_model_options(p)
     add_output_options(p, json=True)
     p.set_defaults(handler=inspect)
+
+
+def add_audit(sub) -> None:
+    p = sub.add_parser("audit", help="what a weights file or run folder holds (tensors, metadata, the code a pickle "
+                       "would call), executing nothing")
+    p.add_argument("path", help="a .safetensors/.pt/.pth file, or a run folder")
+    add_output_options(p, json=True)
+    p.set_defaults(handler=audit)
+
+
+def audit(args: argparse.Namespace, console: Console) -> int:
+    """Exit 0 when everything is safe and whole, 1 when a file would run code or is damaged."""
+    import json
+
+    from graft.api import audit as _audit
+
+    found = _audit(args.path)
+    if args.json:
+        print(json.dumps([f.to_dict() for f in found], indent=2))
+    else:
+        for entry in found:
+            console.print(entry.render())
+    bad = [f for f in found if not f.safe]
+    if not args.json:
+        console.print(f"{len(found)} entries audited: " + ("all safe and whole" if not bad else
+                      f"{len(bad)} would run code or are damaged: {', '.join(Path(f.path).name for f in bad[:6])}"))
+    return 1 if bad else 0
 
 
 def inspect(args: argparse.Namespace, console: Console) -> int:

@@ -78,6 +78,8 @@ def add_model_options(p: argparse.ArgumentParser, *, optional: str | None = None
     g.add_argument("--feature-axis", type=int, help="axis of (C, *size) the feature names label (0 = channels)")
     g.add_argument("--random", action="store_true", help="a randomly initialized network of that architecture "
                    "(no weights; for architectures without published weights, e.g. ts_fcn)")
+    g.add_argument("--partial-weights", action="store_true", help="load the tensors of the file that fit and keep "
+                   "the rest at their initial values (reported), instead of refusing a file that does not fit exactly")
 
 
 def load_options(args: argparse.Namespace):
@@ -87,7 +89,8 @@ def load_options(args: argparse.Namespace):
     return LoadOptions(weights=args.weights, arch=args.arch, pretrained=False if args.random else None,
                        label_names=name_list(args.source_labels), input_size=size(args.source_size),
                        mean=size(args.mean), std=size(args.std), head=args.head,
-                       feature_names=name_list(args.source_features), feature_axis=args.feature_axis)
+                       feature_names=name_list(args.source_features), feature_axis=args.feature_axis,
+                       strict=not getattr(args, "partial_weights", False))
 
 
 # -- the data ----------------------------------------------------------------------------------------------

@@ -86,6 +86,8 @@ def fit(args: argparse.Namespace, console: Console) -> int:
                        **{k: v for k, v in tuning.items() if v is not None})
     final = (f"{record.final_split} accuracy {record.final_accuracy:.3f}, macro-F1 {record.final_macro_f1:.3f}"
              if record.final_accuracy is not None else "no held-out split to evaluate")
+    if record.final_accuracy is not None and record.final_split != "test":
+        final += " (optimistic: no test split, and this split chose the best epoch; --test 0.2 holds one out)"
     stopped = f" ({record.stopped})" if record.stopped else ""
     human.print(f"{record.strategy}: {record.epochs_run} epochs{stopped} in {record.seconds:.1f} s; {final}; "
                 f"{record.trainable_params:,} of {record.total_params:,} parameters trained", highlight=False)

@@ -98,7 +98,30 @@ def _read(args) -> tuple[str, np.ndarray | None, str]:
             return path, None, "NaN or inf samples"
         return path, features.compute(signal), ""
     except Exception as exc:  # soundfile/audioread raise many types for unreadable files
-        return path, None, f"{type(exc).__name__}: {str(exc)[:120]}"
+        return path, None, _unreadable(path, exc)
+
+
+# how the audio formats librosa reads begin
+AUDIO_MAGIC = {b"RIFF": "WAV", b"fLaC": "FLAC", b"OggS": "Ogg", b"ID3": "MP3", b"\xff\xfb": "MP3", b"\xff\xf3": "MP3",
+               b"FORM": "AIFF"}
+
+
+def _unreadable(path: str, exc: Exception) -> str:
+    """Why an audio file cannot be read, never empty: the decoder's message, and what the file holds when its first
+    bytes are no audio format's (a text file, an image named .wav; audioread's NoBackendError says nothing)."""
+    message = str(exc).strip()[:120]
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as error:
+        return f"cannot be opened ({error.strerror or type(error).__name__})"
+    if not head:
+        return "an empty file (0 bytes)"
+    if not any(head.startswith(magic) for magic in AUDIO_MAGIC):
+        shown = head[:12].decode("ascii", "replace") if all(32 <= c < 127 or c in (9, 10, 13) for c in head) \
+            else head[:8].hex(" ")
+        return f"not audio: it starts with {shown!r}, not a WAV, FLAC, Ogg, MP3 or AIFF header"
+    return f"{type(exc).__name__}: {message}" if message else f"{type(exc).__name__} (a damaged or unsupported file)"
 
 
 def audio_features(paths: list[str], features: AudioFeatures, log: ProblemLog

@@ -98,6 +98,10 @@ def _from_arrays(x, y, name: str, source: str, opt: Options, split: str = "train
     if x.ndim == 0:
         raise DataError("an array of samples, shape (N, ...)", f"a single value of dtype {x.dtype}",
                         "stack the samples along the first axis")
+    if x.ndim > 1 and 0 in x.shape[1:]:
+        raise DataError("samples with at least one value along every axis", f"samples of shape {x.shape[1:]} "
+                        f"(array {x.shape}): empty along axis {x.shape.index(0, 1)}",
+                        "check how the array was built (a slice or a reshape may have emptied an axis)")
     if y.ndim != 1:
         raise DataError("one label per sample, shape (N,)", f"labels of shape {y.shape}",
                         "for one-hot labels pass y.argmax(1)")
@@ -117,10 +121,30 @@ def _from_arrays(x, y, name: str, source: str, opt: Options, split: str = "train
 
 
 def _npz(p: Path, opt: Options) -> Raw:
+    with open(p, "rb") as f:
+        head = f.read(8)
+    if not head.startswith(b"PK"):  # every .npz is a zip archive
+        text = all(32 <= c < 127 or c in (9, 10, 13) for c in head)
+        shown = f"text starting {head.decode('ascii')!r}" if text and head else \
+            ("an empty file" if not head else f"bytes {head.hex(' ')}")
+        raise DataError("an .npz archive (a zip file of .npy arrays, as np.savez writes)", f"{p}: {shown}, not a zip",
+                        "write it with np.savez(path, x=x, y=y); a CSV or other file needs its own extension")
     try:
         with np.load(p, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as exc:  # OSError, ValueError, BadZipFile, EOFError: not a readable archive
+            arrays = {}
+            for k in z.files:
+                try:
+                    arrays[k] = z[k]
+                except ValueError as exc:
+                    if "allow_pickle" not in str(exc):
+                        raise
+                    raise DataError("arrays of numbers or strings in the .npz archive",
+                                    f"array {k!r} of Python objects (dtype object) in {p}, which graft does not "
+                                    "unpickle", f"store {k} as numbers (np.asarray({k}, dtype=np.float32)) or "
+                                    f"strings (np.asarray({k}, dtype=str))") from None
+    except DataError:
+        raise
+    except Exception as exc:  # OSError, ValueError, BadZipFile, EOFError: a damaged archive
         raise DataError("a readable .npz archive", f"{p} ({type(exc).__name__}: {exc})",
                         "the file may be truncated; write it again with np.savez") from None
     pairs = {"train": ("x", "y")}

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from graft.errors import CheckpointError, GraftError, HubUnavailableError, UnsafeCheckpointError
-from graft.models.backbone import Backbone, describe
+from graft.models.backbone import Backbone, describe, find_head
 from graft.models.checkpoint import Checkpoint, find_state_dict, graft_metadata, read_checkpoint, strip_wrapper_prefixes
 from graft.models.weights import load_weights
 from graft.models.zoo import ZOO, ZooEntry, detect_architecture
@@ -83,6 +83,14 @@ def _fetch_zoo_weights(entry: ZooEntry) -> dict[str, torch.Tensor]:
     if not entry.url:
         raise HubUnavailableError(f"published weights for {entry.name}", "none: this zoo entry has no download URL",
                                   f"pass a local file: graft.load_model({entry.name!r}, weights='path/to/file')")
+    from urllib.parse import urlparse
+
+    from graft.models.hub import require_reachable, torch_hub_cached
+
+    if not torch_hub_cached(entry.url):
+        require_reachable(urlparse(entry.url).hostname or entry.url, f"the pretrained weights of {entry.name}",
+                          f"no network? download {entry.url} elsewhere and pass it: graft.load_model({entry.name!r}, "
+                          f"weights='{entry.url.rsplit('/', 1)[-1]}')")
     try:
         obj = torch.hub.load_state_dict_from_url(entry.url, map_location="cpu", weights_only=True, progress=False)
     except Exception as exc:
@@ -99,11 +107,42 @@ def _fetch_zoo_weights(entry: ZooEntry) -> dict[str, torch.Tensor]:
     return strip_wrapper_prefixes(state_dict)[0]
 
 
+def _pretrained_source(name: str) -> tuple[str | None, str | None]:
+    """Where timm would fetch ``name``'s weights: (Hugging Face repo id, URL); timm prefers the repo."""
+    import timm
+
+    if name.startswith(("hf-hub:", "hf_hub:")):
+        return name.split(":", 1)[1], None
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except Exception:  # noqa: BLE001 - an unknown tag: timm's own error follows
+        return None, None
+    return (getattr(cfg, "hf_hub_id", None) or None), (getattr(cfg, "url", None) or None)
+
+
+def _require_hub(name: str, fix: str) -> None:
+    """Fail within seconds when ``name``'s weights are neither cached nor reachable (graft.models.hub)."""
+    from urllib.parse import urlparse
+
+    from graft.models.hub import hf_cached, hf_host, require_reachable, torch_hub_cached
+
+    repo, url = _pretrained_source(name)
+    what = f"the pretrained weights of {name!r}"
+    if repo:
+        if not hf_cached(repo):
+            require_reachable(hf_host(), what, fix)
+    elif url and not torch_hub_cached(url):
+        require_reachable(urlparse(url).hostname or url, what, fix)
+
+
 def _create_timm(name: str, pretrained: bool, **kwargs) -> nn.Module:
     import timm
 
     if not pretrained:
         return timm.create_model(name, pretrained=False, **kwargs)
+    _require_hub(name, f"no network? pass a local weights file: graft.load_model({name!r}, weights='path/to/"
+                       f"weights.safetensors') (or `graft inspect {name} --weights FILE`); --random (pretrained=False) "
+                       "gives random weights")
     try:
         return timm.create_model(name, pretrained=True, **kwargs)
     except (OSError, ConnectionError, RuntimeError, ValueError) as exc:
@@ -229,7 +268,8 @@ def load_network(
         source = source.module
     if isinstance(source, nn.Module):
         if weights is not None:
-            report = load_weights(source, weights if isinstance(weights, dict) else Path(weights), strict=strict)
+            report = load_weights(source, weights if isinstance(weights, dict) else Path(weights), strict=strict,
+                                  head=_head_name(source, head))
         origin = "timm" if getattr(source, "pretrained_cfg", None) else "module"
         spec = describe(source, origin=origin, weights=(report.source or "state dict") if report else None,
                         **{k: v for k, v in overrides.items() if v is not None})
@@ -265,7 +305,7 @@ def load_network(
             if name in ZOO:
                 state_dict = _fetch_zoo_weights(ZOO[name])
                 module = build_architecture(name, num_classes=num_classes, **model_kwargs)
-                report = load_weights(module, state_dict, strict=strict)
+                report = load_weights(module, state_dict, strict=strict, head=_head_name(module, head))
                 where = ZOO[name].url
             else:
                 module = _create_timm(name, True, **({"num_classes": num_classes} if num_classes else {}), **model_kwargs)
@@ -277,8 +317,22 @@ def load_network(
     else:
         raise GraftError("a model name, a checkpoint path, an nn.Module or a Backbone",
                          f"{type(source).__name__}", "pass for example 'cifar_resnet20' or your nn.Module")
+    if report is not None and (not report.complete or report.head_missing):  # what did not load, said by inspect
+        from dataclasses import replace
+
+        told = tuple(line for line in report.summary().splitlines()[1:] if not line.startswith("counters"))
+        backbone.spec = replace(backbone.spec, notes=(*backbone.spec.notes, *told))
     backbone.load_report = report
     return backbone
+
+
+def _head_name(module: nn.Module, hint: str | None) -> str | None:
+    """The classifier's module name (timm's config, else graft's search), or None when there is none to find."""
+    hint = hint or (getattr(module, "pretrained_cfg", None) or {}).get("classifier")
+    try:
+        return find_head(module, hint)
+    except GraftError:
+        return None
 
 
 def _stored_overrides(spec: dict) -> dict:
@@ -295,7 +349,7 @@ def _named_with_weights(name, ckpt: Checkpoint, strict, num_classes, overrides, 
     module = build_architecture(name, num_classes=num_classes or hints.get("num_classes"),
                                 in_chans=hints.get("in_chans"), **model_kwargs)
     try:
-        report = load_weights(module, ckpt.state_dict, strict=strict)
+        report = load_weights(module, ckpt.state_dict, strict=strict, head=_head_name(module, overrides.get("head")))
     except GraftError as exc:
         raise type(exc)(f"the weights in {ckpt.path} to fit architecture {name!r}", exc.got,
                         exc.fix) from None

@@ -33,6 +33,7 @@ class LoadReport:
     key_mapping: str = ""  # how file names were mapped onto model names, e.g. "removed 'model.'"
     dtype_cast: tuple[str, ...] = ()
     source: str = ""
+    head_missing: tuple[str, ...] = ()  # the classifier's tensors, all absent: a backbone file (include_top=False)
 
     @property
     def complete(self) -> bool:
@@ -58,6 +59,9 @@ class LoadReport:
             lines.append(f"counters not in the file ({len(self.ignored_missing)}, harmless): BatchNorm num_batches_tracked")
         if self.dtype_cast:
             lines.append(f"converted to the model's dtype: {names(list(self.dtype_cast))}")
+        if self.head_missing:
+            lines.append(f"no classifier in the file ({names(list(self.head_missing))}): a backbone without its "
+                         "head; the head starts from random weights, and the surgery gives it rows for your classes")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -79,13 +83,16 @@ def _best_mapping(file_keys: list[str], model_keys: set[str]) -> tuple[dict[str,
     return best[1], best[0]
 
 
-def load_weights(model: nn.Module, weights: dict[str, torch.Tensor] | str | Path, *, strict: bool = False) -> LoadReport:
+def load_weights(model: nn.Module, weights: dict[str, torch.Tensor] | str | Path, *, strict: bool = False,
+                 head: str | None = None) -> LoadReport:
     """Copy every tensor of ``weights`` whose name and shape match into ``model``; report the rest.
 
     ``weights`` is a state dict or a checkpoint path (read safely). Names are matched as they are, or
     with one leading prefix removed or added when that matches more (``model.``, ``backbone.``, ``body.``).
     With ``strict=True`` anything left over (a mismatch, a missing or an unexpected tensor) raises a
-    :class:`ShapeError` whose message is the report; nothing is loaded in that case.
+    :class:`ShapeError` whose message is the report; nothing is loaded in that case. ``head``: the classifier's
+    module name; when every one of its tensors is absent from the file (a backbone saved without its head), they
+    are reported as ``head_missing`` and do not fail strict loading: the surgery replaces the head anyway.
     """
     source = ""
     if isinstance(weights, (str, Path)):
@@ -111,9 +118,12 @@ def load_weights(model: nn.Module, weights: dict[str, torch.Tensor] | str | Path
     missing_all = [k for k in own if k not in got]
     ignored = [k for k in missing_all if k.rsplit(".", 1)[-1] in BENIGN_MISSING]
     missing = [k for k in missing_all if k not in ignored]
+    head_keys = [k for k in own if head and k.startswith(head + ".")]
+    head_missing = head_keys if head_keys and all(k in missing for k in head_keys) else []
+    missing = [k for k in missing if k not in head_missing]
     unexpected = [k for k in weights if k not in used]
     report = LoadReport(tuple(loaded), tuple(mismatch), tuple(missing), tuple(unexpected), tuple(ignored),
-                        how, tuple(casts), source)
+                        how, tuple(casts), source, tuple(head_missing))
     if not loaded and own and weights:
         raise ShapeError(
             "weights whose names match the model's",
@@ -123,7 +133,8 @@ def load_weights(model: nn.Module, weights: dict[str, torch.Tensor] | str | Path
         )
     if strict and not report.complete:
         raise ShapeError("weights that fit the model exactly (strict loading)", "\n" + report.summary(),
-                         "pass strict=False to load what fits and keep the rest, or pick the matching architecture")
+                         "pass strict=False (--partial-weights) to load what fits and keep the rest, or pick the "
+                         "matching architecture")
     with torch.no_grad():
         model.load_state_dict(to_load, strict=False)
     return report

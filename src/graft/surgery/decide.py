@@ -76,6 +76,9 @@ def decide_head(backbone: Backbone, target: Target, warnings: list[str]) -> tupl
     """The head step and the label names of the result."""
     spec = backbone.spec
     src_n, source_labels = spec.head.num_classes, spec.label_names
+    headless = bool(getattr(getattr(backbone, "load_report", None), "head_missing", ()))  # a file without its head
+    if headless:
+        source_labels = None  # no row was learned: none can be kept
     if target.num_classes is None:
         return None, source_labels
     n, labels = target.num_classes, target.label_names
@@ -95,14 +98,27 @@ def decide_head(backbone: Backbone, target: Target, warnings: list[str]) -> tupl
             raise LabelError("the target's label names, to match them with the source's", "none given",
                              "pass Target(label_names=[...]) or --labels a,b,c")
     rows = match_rows(source_labels, labels, label_map) if (labels and target.keep_rows != "never") else [None] * n
+    numbered = []  # classes matched only by a bare number ("1".."K", as UCR sets name theirs): no match in auto,
+    same_numbers = False  # unless both sides have the very same numbered classes (the same dataset, re-planned)
+    if target.keep_rows == "auto" and labels and source_labels:
+        same_numbers = list(labels) == list(source_labels) and all(bare_number(n) for n in labels)
+    if target.keep_rows == "auto" and not same_numbers:
+        for i, r in enumerate(rows):
+            if r is not None and bare_number(labels[i]) and labels[i] not in label_map:
+                rows[i] = None
+                numbered.append(labels[i])
     kept = [r for r in rows if r is not None]
     if target.keep_rows == "require" and not kept:
         raise LabelError("at least one target class whose name matches a source class",
                          f"none of {list(labels)[:6]} among {list(source_labels)[:6]}",
                          "fix the names, or map renamed classes with label_map={'new name': 'old name'}")
-    if n == src_n and rows == list(range(src_n)):
+    if n == src_n and rows == list(range(src_n)) and not headless:
+        if same_numbers:
+            warnings.append(f"the classes are bare numbers ({', '.join(labels[:6])}{' ...' if n > 6 else ''}), the "
+                            "same on both sides: taken to be the same classes, so the head is kept; if they are "
+                            "not (two UCR sets both name theirs 1..K), pass keep_rows='never' (--keep-rows never)")
         return None, labels
-    if labels and source_labels and not kept and target.keep_rows == "auto":
+    if labels and source_labels and not kept and target.keep_rows == "auto" and not numbered:
         warnings.append(f"no target class matches a source class by name (target: {', '.join(labels[:4])}...; "
                         f"source: {', '.join(source_labels[:4])}...): the head starts afresh. If classes were "
                         "renamed, map them with label_map.")
@@ -116,6 +132,12 @@ def decide_head(backbone: Backbone, target: Target, warnings: list[str]) -> tupl
         dropped = src_n - len(set(kept))
         if dropped:
             reason += f"; {dropped} source classes dropped"
+        if numbered:
+            reason += f"; {_numbered_reason(numbered)}"
+    elif headless:
+        reason = "the weights file has no classifier (a backbone saved without its head): every row is new"
+    elif numbered:
+        reason = f"no row kept: {_numbered_reason(numbered)}"
     elif target.keep_rows == "never":
         reason = "keep_rows='never': all rows start afresh"
     elif not labels or not source_labels:
@@ -133,6 +155,23 @@ def decide_head(backbone: Backbone, target: Target, warnings: list[str]) -> tupl
         ("keep_rows='never' starts every row afresh" if kept else "name the classes (label_names) to keep learned rows",),
         {"num_classes": n, "rows": rows},
     ), labels
+
+
+def bare_number(name: str) -> bool:
+    """A class name that is only a number ("1", "07", "-1", "2.0"): it says nothing about what the class is."""
+    try:
+        float(str(name).strip())
+    except ValueError:
+        return False
+    return True
+
+
+def _numbered_reason(numbered: list[str]) -> str:
+    shown = ", ".join(numbered[:8]) + (" ..." if len(numbered) > 8 else "")
+    return (f"{len(numbered)} class name{'s' if len(numbered) > 1 else ''} in common ({shown}) "
+            f"{'are' if len(numbered) > 1 else 'is'} only a number, which says nothing about what a class is (UCR "
+            "sets name theirs 1..K), and the two sets of classes differ: not matched by it (keep_rows='require' or "
+            "label_map matches them)")
 
 
 def decide_features(backbone: Backbone, target: Target, warnings: list[str]) -> Step | None:

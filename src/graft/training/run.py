@@ -31,6 +31,7 @@ from graft.training.budget import (StepTimes, epochs_for_budget, measure_step_ti
 from graft.training.checkpoints import load_tensors, read_checkpoint_state
 from graft.training.engine import Trainer
 
+OPTIMISTIC = "optimistic, no test split"  # the note of a run whose final figure is on the split that chose it
 COMPARED = ("strategy", "epochs", "batch_size", "seed", "start_weights", "data", "label_names", "eval_split")
 
 
@@ -232,6 +233,10 @@ def _run_config(strategy: Strategy, backbone: Backbone, data: Data, *, epochs: i
 def _record(out: Path, strategy: Strategy, data: Data, final_split: str | None, metrics, *, seconds: float,
             notes, **fields) -> RunRecord:
     """The RunRecord of a finished run, written as ``run.json``."""
+    if final_split is not None and final_split != "test":
+        notes = (*notes, f"{OPTIMISTIC}: the final accuracy is measured on {final_split}, the split that chose the "
+                         "best epoch (or the head's strength); hold out a test split (--test 0.2, or "
+                         "data_options={'test_fraction': 0.2}) for an unbiased figure")
     record = RunRecord(run_dir=str(out), strategy=strategy.label, seconds=round(seconds, 3), final_split=final_split,
                        final_accuracy=None if metrics is None else metrics.accuracy,
                        final_macro_f1=None if metrics is None else metrics.macro_f1,
