@@ -442,3 +442,91 @@ def test_audit_of_a_run_folder_checks_every_file_and_the_checkpoint_digests(tmp_
     out = " ".join(capsys.readouterr().out.split())
     assert "truncated: the tensors need" in out and "does not match its digest" in out
     assert main(["audit", str(tmp_path / "nothing")]) == 2
+
+
+# -- kills at random points: every interrupted run resumes to what an uninterrupted one reaches ----------------
+def _kill_after(command, seconds, env):
+    """Start ``command``, SIGKILL it after ``seconds`` (if it is still running); whether it was killed."""
+    import signal
+
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        proc.wait(timeout=seconds)
+        return False
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return True
+
+
+@pytest.mark.slow
+def test_a_fit_killed_at_random_points_resumes_to_the_same_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    rng = np.random.default_rng(17)
+    y = np.arange(480) % 3
+    x = (rng.normal(60, 20, (480, 16, 16)) + 60 * y[:, None, None]).clip(0, 255).astype(np.uint8)
+    np.savez(tmp_path / "d.npz", x_train=x[:420], y_train=y[:420], x_test=x[420:], y_test=y[420:])
+
+    def command(out, resume=False):
+        return [sys.executable, "-m", "graft", "fit", "cifar_resnet20", "--random", "--data", str(tmp_path / "d.npz"),
+                "--strategy", "two-phase", "--epochs", "6", "--batch-size", "16", "--lr", "0.01", "--out", str(out),
+                "--quiet", *(["--resume"] if resume else [])]
+
+    whole = tmp_path / "whole"
+    subprocess.run(command(whole), env=ENV, check=True, capture_output=True, timeout=600)
+    reference = load_file(str(whole / "model.safetensors"))
+    cut = tmp_path / "cut"
+    kills = 0
+    for delay in rng.uniform(4.0, 9.0, size=6):  # seeded: the same points on every run
+        started = (cut / "config.json").is_file()
+        kills += _kill_after(command(cut, resume=started), float(delay), ENV)
+        if (cut / "model.safetensors").is_file():
+            break
+    proc = subprocess.run(command(cut, resume=(cut / "config.json").is_file()), env=ENV, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    print(f"killed {kills} times at seeded random points, then resumed to the end")
+    assert kills >= 2
+    got = load_file(str(cut / "model.safetensors"))
+    assert got.keys() == reference.keys() and all(torch.equal(got[k], reference[k]) for k in reference)
+    leftovers = [p.name for p in (cut / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []  # what the killed writers left was removed by the next write
+
+
+EXTRACT = """
+import sys, graft
+features = graft.extract_features("cifar_resnet20", sys.argv[1], load_options={"pretrained": False},
+                                  cache_dir=sys.argv[2], batch_size=8, progress=False)
+print(features.key, features.from_cache)
+"""
+
+
+@pytest.mark.slow
+def test_a_feature_extraction_killed_midway_leaves_a_cache_that_matches_an_uninterrupted_one(tmp_path):
+    import signal
+
+    rng = np.random.default_rng(3)
+    y = np.arange(4000) % 4
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 255, (4000, 3, 32, 32), dtype=np.uint8), y=y)
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "-c", EXTRACT, str(tmp_path / "d.npz"), str(cache)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and not (cache.is_dir() and any(cache.iterdir())):
+        time.sleep(0.02)
+    time.sleep(float(rng.uniform(0.2, 1.0)))  # into the extraction, its entry half-written
+    assert proc.poll() is None, "the extraction finished before it could be killed: make the data larger"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not [p for p in cache.iterdir() if not p.name.startswith(".")]  # no entry: the half-written one is hidden
+    again = subprocess.run([sys.executable, "-c", EXTRACT, str(tmp_path / "d.npz"), str(cache)], env=ENV,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    key, from_cache = again.stdout.split()
+    assert from_cache == "False" and [p.name for p in cache.iterdir()] == [key]  # the orphan was removed
+    fresh = tmp_path / "fresh"
+    subprocess.run([sys.executable, "-c", EXTRACT, str(tmp_path / "d.npz"), str(fresh)], env=ENV, check=True,
+                   capture_output=True, timeout=600)
+    for array in sorted((fresh / key).glob("*.npy")):
+        assert np.array_equal(np.load(array), np.load(cache / key / array.name)), array.name

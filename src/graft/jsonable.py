@@ -89,4 +89,11 @@ class JsonSerializable:
                              f"write it with {cls.__name__}.to_json()") from None
         if not isinstance(data, dict):
             raise GraftError(f"a {cls.__name__} in JSON (an object)", type(data).__name__, "pass the whole file")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except GraftError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:  # missing or mistyped fields
+            raise GraftError(f"a {cls.__name__} in JSON", f"an object that is not one ({type(exc).__name__}: "
+                             f"{str(exc)[:200]})", f"pass a file graft wrote ({cls.__name__}.to_json()), of this "
+                             "kind and version") from None

@@ -34,10 +34,26 @@ def size_tuple(value: object, name: str = "input_size") -> tuple[int, ...]:
     return tuple(out)
 
 
+def is_dir(path) -> bool:
+    """``Path(path).is_dir()``, False for a name the system cannot even look up (too long, a NUL byte)."""
+    try:
+        return Path(path).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def is_file(path) -> bool:
+    """``Path(path).is_file()``, False for a name the system cannot even look up (too long, a NUL byte)."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def existing_file(path: str | Path, what: str = "a file") -> Path:
     """Return ``path`` as a Path if it names an existing, non-empty file."""
     p = Path(path).expanduser()
-    if not p.exists():
+    if not is_file(p) and not is_dir(p):
         near = suggest(p.name, [c.name for c in p.parent.iterdir()] if p.parent.is_dir() else [])
         hint = f"did you mean {near}?" if near else "check the path (relative paths start from the current folder)"
         raise GraftError(what, f"a path that does not exist: {p}", hint)

@@ -49,6 +49,22 @@ def test_choosing_on_a_validation_split_and_cross_validation_without_one():
     assert crossed.evaluated_on == "cross-validation" and crossed.n_test == 240 and crossed.accuracy > 0.8
 
 
+def test_a_deadline_stops_the_search_and_a_far_one_changes_nothing():
+    import time
+
+    train, y = _layers(240)
+    test, y_test = _layers(120, seed=1)
+    late = multilayer_probe(train, y, test, y_test, max_width=100, deadline=time.perf_counter() - 1.0)
+    from graft.measures.multilayer import FRACTIONS
+
+    assert late.fraction == FRACTIONS[0] and len(late.fraction_accuracy) == 1  # the first C, the first fraction
+    assert any(n.startswith("the time for measuring ran out: C searched over 1 of") and
+               f"the fraction over 1 of {len(FRACTIONS)}" in n for n in late.notes)
+    roomy = multilayer_probe(train, y, test, y_test, max_width=100, deadline=time.perf_counter() + 600)
+    assert roomy == multilayer_probe(train, y, test, y_test, max_width=100)
+    assert not any("ran out" in n for n in roomy.notes)
+
+
 def test_narrowing_averages_contiguous_channels():
     x = np.arange(2 * 7, dtype=np.float64).reshape(2, 7)
     np.testing.assert_allclose(narrow(x, 3), [[1, 4, 6], [8, 11, 13]])  # groups of 3: [0 1 2] [3 4 5] [6]

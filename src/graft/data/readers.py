@@ -24,6 +24,7 @@ from graft.data.checks import fingerprint
 from graft.data.problems import ProblemLog
 from graft.data.timeseries import TS_SUFFIXES, bundled, read_series_file, split_files
 from graft.errors import DataError
+from graft.validation import is_dir, is_file
 from graft.validation import label_names as check_label_names
 
 SPLITS = ("train", "val", "test")
@@ -483,11 +484,12 @@ def read_source(source, opt: Options, log: ProblemLog) -> Raw:
         name = text.split(":", 1)[1]
         return _series(bundled(name), name, f"aeon bundled dataset {name}", opt)
     p = Path(text).expanduser()
-    if not p.exists():
+    if not is_file(p) and not is_dir(p):
         from graft.validation import suggest
 
-        near = suggest(p.name, [c.name for c in p.parent.iterdir()] if p.parent.is_dir() else [])
-        raise DataError("a dataset path", f"a path that does not exist: {p}",
+        near = suggest(p.name, [c.name for c in p.parent.iterdir()] if is_dir(p.parent) else [])
+        shown = text if len(text) <= 200 else text[:200] + " ..."
+        raise DataError("a dataset path", f"a path that does not exist: {shown}",
                         f"did you mean {near}?" if near else "check the path")
     if p.is_dir():
         found = split_files(p)

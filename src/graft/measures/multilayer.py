@@ -18,6 +18,7 @@ The result names the kept features of each layer and each layer's share of the h
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,9 +92,35 @@ def _fit(x: np.ndarray, y: np.ndarray, c: float, seed: int, max_iter: int, uncon
     return model
 
 
-def _ranking(x: np.ndarray, y: np.ndarray, c: float, seed: int, max_iter: int, unconverged: set) -> np.ndarray:
+class _Clock:
+    """The fits of one probe against its ``deadline`` (a ``time.perf_counter()`` value, or None): each fit gets the
+    lbfgs iterations that fit in the time left, shared among the fits still to come (the time of one iteration is
+    the slowest seen so far), and :attr:`over` tells the loops to stop trying further values."""
+
+    def __init__(self, deadline: float | None):
+        self.deadline, self.per_iteration, self.capped = deadline, 0.0, False
+
+    @property
+    def over(self) -> bool:
+        return self.deadline is not None and time.perf_counter() > self.deadline
+
+    def fit(self, x, y, c: float, seed: int, max_iter: int, unconverged: set, still: int = 1):
+        iterations = max_iter
+        if self.deadline is not None and self.per_iteration:
+            left = self.deadline - time.perf_counter()
+            iterations = int(min(max_iter, max(1, left / (self.per_iteration * max(1, still)))))
+            self.capped |= iterations < max_iter
+        t0 = time.perf_counter()
+        model = _fit(x, y, c, seed, iterations, unconverged)
+        self.per_iteration = max(self.per_iteration, (time.perf_counter() - t0) / max(1, int(np.max(model.n_iter_))))
+        return model
+
+
+def _ranking(x: np.ndarray, y: np.ndarray, c: float, seed: int, max_iter: int, unconverged: set,
+             clock: _Clock | None = None, still: int = 1) -> np.ndarray:
     """Feature indices, most useful first (the norm of each feature's weights over classes)."""
-    weights = _fit(x, y, c, seed, max_iter, unconverged).coef_
+    clock = clock or _Clock(None)
+    weights = clock.fit(x, y, c, seed, max_iter, unconverged, still).coef_
     return np.argsort(-np.linalg.norm(weights, axis=0), kind="stable")
 
 
@@ -104,25 +131,34 @@ def _splits(codes: np.ndarray, folds: int, seed: int):
 
 
 def _accuracies(x: np.ndarray, y: np.ndarray, evaluation, cs: Sequence[float], fractions: Sequence[float] | None,
-                c: float | None, seed: int, max_iter: int, unconverged: set) -> np.ndarray:
+                c: float | None, seed: int, max_iter: int, unconverged: set, clock: _Clock | None = None) -> np.ndarray:
     """Accuracy per C (``fractions`` None: all features) or per fraction (at ``c``), on ``evaluation``:
-    (x_eval, y_eval), or a list of (train_index, held_out) folds."""
+    (x_eval, y_eval), or a list of (train_index, held_out) folds. The values are tried in turn across the folds;
+    once the ``clock``'s deadline has passed no further value is tried (the first always is): the result then has
+    fewer entries than the values."""
+    clock = clock or _Clock(None)
     pairs = [(x, y, evaluation[0], evaluation[1])] if isinstance(evaluation, tuple) else [
         (x[tr], y[tr], x[te], y[te]) for tr, te in evaluation]
-    right = np.zeros(len(cs) if fractions is None else len(fractions))
-    total = 0
-    for xt, yt, xe, ye in pairs:
-        xt, xe = _standardize(xt, xe)
-        total += len(ye)
-        if fractions is None:
-            for i, value in enumerate(cs):
-                right[i] += (_fit(xt, yt, value, seed, max_iter, unconverged).predict(xe) == ye).sum()
-            continue
-        order = _ranking(xt, yt, c, seed, max_iter, unconverged)
-        for i, fraction in enumerate(fractions):
-            keep = order[:max(1, math.ceil(fraction * xt.shape[1]))]
-            right[i] += (_fit(xt[:, keep], yt, c, seed, max_iter, unconverged).predict(xe[:, keep]) == ye).sum()
-    return right / total
+    pairs = [(*_standardize(xt, xe), yt, ye) for xt, yt, xe, ye in pairs]
+    values = list(cs) if fractions is None else list(fractions)
+    orders = [] if fractions is None else [
+        _ranking(xt, yt, c, seed, max_iter, unconverged, clock, len(pairs) * (len(values) + 1))
+        for xt, xe, yt, ye in pairs]
+    right, total = [], sum(len(ye) for *_, ye in pairs)
+    for i, value in enumerate(values):
+        if i and clock.over:
+            break
+        still = len(pairs) * (len(values) - i)
+        correct = 0
+        for j, (xt, xe, yt, ye) in enumerate(pairs):
+            if fractions is None:
+                correct += (clock.fit(xt, yt, value, seed, max_iter, unconverged, still - j).predict(xe) == ye).sum()
+            else:
+                keep = orders[j][:max(1, math.ceil(value * xt.shape[1]))]
+                model = clock.fit(xt[:, keep], yt, c, seed, max_iter, unconverged, still - j)
+                correct += (model.predict(xe[:, keep]) == ye).sum()
+        right.append(correct)
+    return np.array(right, dtype=float) / total
 
 
 def multilayer_probe(train_features: Mapping[str, object], train_labels: object,
@@ -134,7 +170,9 @@ def multilayer_probe(train_features: Mapping[str, object], train_labels: object,
     held-out samples. ``choose="cv"``: C and the fraction by ``folds``-fold cross-validation on the training
     set, then refit and evaluated on the test arrays (or out of fold without them); ``choose="eval"``: both
     chosen on the test arrays, which must then be a validation split. Options: ``choose``, ``fractions``,
-    ``cs``, ``max_width``, ``folds``, ``seed``, ``max_iter``, ``memory_limit`` (bytes of features held).
+    ``cs``, ``max_width``, ``folds``, ``seed``, ``max_iter``, ``memory_limit`` (bytes of features held);
+    ``deadline`` (a ``time.perf_counter()`` value): the search of C and of the fraction stops there, and each fit
+    gets only the lbfgs iterations that fit in the time left (``notes`` says so).
 
     Shape:
         - train_features: {layer: (N, D_layer)}; train_labels: (N,)
@@ -148,7 +186,8 @@ def multilayer_head(train_features: Mapping[str, object], train_labels: object,
                     test_features: Mapping[str, object] | None = None, test_labels: object = None, *,
                     choose: str = "cv", fractions: Sequence[float] = FRACTIONS, cs: Sequence[float] | None = None,
                     max_width: int = MAX_WIDTH, folds: int = 3, seed: int = 0, max_iter: int = 500,
-                    memory_limit: int = MEMORY_LIMIT) -> tuple[MultilayerResult, dict[str, np.ndarray]]:
+                    memory_limit: int = MEMORY_LIMIT, deadline: float | None = None
+                    ) -> tuple[MultilayerResult, dict[str, np.ndarray]]:
     """:func:`multilayer_probe`, and the head it fit: ``keep`` (indices into the concatenated narrowed features),
     ``weight`` (classes, len(keep)) and ``bias`` (classes,) acting on the raw narrowed features (the
     standardization folded in; two classes as two rows). A network applies it with
@@ -206,15 +245,21 @@ def multilayer_head(train_features: Mapping[str, object], train_labels: object,
         evaluation = _splits(codes, folds, seed)
     else:
         evaluation = (test, truth)
-    per_c = _accuracies(x, codes, evaluation, grid, None, None, seed, max_iter, unconverged)
+    clock = _Clock(deadline)
+    per_c = _accuracies(x, codes, evaluation, grid, None, None, seed, max_iter, unconverged, clock)
     c = grid[int(np.argmax(per_c))]
-    per_fraction = _accuracies(x, codes, evaluation, grid, fractions, c, seed, max_iter, unconverged)
+    per_fraction = _accuracies(x, codes, evaluation, grid, fractions, c, seed, max_iter, unconverged, clock)
+    if len(per_c) < len(grid) or len(per_fraction) < len(fractions) or clock.capped:
+        notes.append(f"the time for measuring ran out: C searched over {len(per_c)} of {len(grid)} values, the "
+                     f"fraction over {len(per_fraction)} of {len(fractions)}"
+                     + (", some fits stopped early" if clock.capped else ""))
+    fractions = fractions[:len(per_fraction)]
     best = int(np.argmax(per_fraction))  # the first maximum: the smallest fraction among ties
     fraction = fractions[best]
     xs, *rest = _standardize(x, *(() if test is None else (test,)))
-    order = _ranking(xs, codes, c, seed, max_iter, unconverged)
+    order = _ranking(xs, codes, c, seed, max_iter, unconverged, clock, 2)
     keep = np.sort(order[:max(1, math.ceil(fraction * x.shape[1]))])
-    head = _fit(xs[:, keep], codes, c, seed, max_iter, unconverged)
+    head = clock.fit(xs[:, keep], codes, c, seed, max_iter, unconverged)
     if test is not None and choose == "cv":
         predictions, evaluated_on = head.predict(rest[0][:, keep]), "test"
         accuracy = float((predictions == truth).mean())

@@ -371,7 +371,8 @@ def measure_layers(layers: Sequence[str], train_features: Mapping[str, np.ndarra
     t0 = time.perf_counter()
     every = multilayer_probe({n: train_features[n] for n in layers}, y,
                              None if eval_features is None else {n: eval_features[n] for n in layers},
-                             eval_labels, choose="eval" if choose_c == "eval" else "cv", seed=seed).to_dict()
+                             eval_labels, choose="eval" if choose_c == "eval" else "cv", seed=seed,
+                             deadline=deadline).to_dict()
     return replace(measures, multilayer=every,
                    seconds={**measures.seconds, "multilayer": round(time.perf_counter() - t0, 3)})
 

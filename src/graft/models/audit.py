@@ -121,6 +121,8 @@ def _audit_safetensors(path: Path, size: int) -> FileAudit:
             return FileAudit(str(path), "safetensors", size, verdict="damaged",
                              problems=(f"its header claims {length:,} bytes, more than the file holds",))
         header = json.loads(f.read(length))
+    if not isinstance(header, dict):
+        raise ValueError(f"a safetensors header is a JSON object, not {type(header).__name__}")
     metadata = header.pop("__metadata__", {}) or {}
     dtypes: dict[str, int] = {}
     values = 0
@@ -176,7 +178,17 @@ def _audit_pickle(path: Path, size: int) -> FileAudit:
 
 
 def audit_file(path: Path) -> FileAudit:
-    """One file: safetensors, a torch pickle, JSON, or anything else (said, not opened)."""
+    """One file: safetensors, a torch pickle, JSON, or anything else (said, not opened). Never raises on what the
+    file holds: a file that cannot be parsed is reported as damaged, with why."""
+    try:
+        return _audit_file(path)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error, zipfile.BadZipFile) as exc:
+        size = path.stat().st_size if path.is_file() else 0
+        return FileAudit(str(path), "unknown", size, verdict="damaged",
+                         problems=(f"cannot be parsed ({type(exc).__name__}: {str(exc)[:160]})",))
+
+
+def _audit_file(path: Path) -> FileAudit:
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(9)

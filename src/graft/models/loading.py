@@ -20,7 +20,7 @@ from graft.models.backbone import Backbone, describe, find_head
 from graft.models.checkpoint import Checkpoint, find_state_dict, graft_metadata, read_checkpoint, strip_wrapper_prefixes
 from graft.models.weights import load_weights
 from graft.models.zoo import ZOO, ZooEntry, detect_architecture
-from graft.validation import suggest
+from graft.validation import is_dir, is_file, suggest
 
 CHECKPOINT_SUFFIXES = {".safetensors", ".pt", ".pth", ".th", ".bin", ".ckpt", ".tar"}
 
@@ -29,7 +29,7 @@ def _looks_like_path(source: str) -> bool:
     if source.startswith("hf-hub:") or source.startswith("hf_hub:"):
         return False
     p = Path(source).expanduser()
-    return p.exists() or p.suffix.lower() in CHECKPOINT_SUFFIXES or os.sep in source
+    return is_file(p) or is_dir(p) or p.suffix.lower() in CHECKPOINT_SUFFIXES or os.sep in source
 
 
 def _timm_names() -> list[str]:

@@ -17,6 +17,7 @@ from graft.models.checkpoint import graft_metadata
 from graft.surgery.multilayer import HEAD_PREFIX, MultilayerModel, as_backbone, build_multilayer
 from graft.surgery.execute import apply_surgery
 from graft.surgery.plan import SurgeryPlan
+from graft.validation import is_dir, is_file
 
 
 def load_model(source, options: LoadOptions | dict | None = None, **kwargs) -> Backbone:
@@ -29,9 +30,9 @@ def load_model(source, options: LoadOptions | dict | None = None, **kwargs) -> B
     architecture is rebuilt, the plan replayed, and the saved weights loaded strictly. A finished run folder
     (``graft fit --out``) stands for its ``model.safetensors``, so a run continues on new data.
     """
-    if isinstance(source, (str, Path)) and Path(source).is_dir() and (Path(source) / "run.json").is_file():
+    if isinstance(source, (str, Path)) and is_dir(source) and (Path(source) / "run.json").is_file():
         source = Path(source) / "model.safetensors"  # a finished run folder: continue from what it trained
-    if isinstance(source, (str, Path)) and str(source).endswith(".safetensors") and Path(source).is_file():
+    if isinstance(source, (str, Path)) and str(source).endswith(".safetensors") and is_file(source):
         ckpt = read_checkpoint(source)
         meta = graft_metadata(ckpt)
         if "plan" in meta:

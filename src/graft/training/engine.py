@@ -377,6 +377,9 @@ class Trainer:
     # ------------------------------------------------------------------ the run
     def run(self, resume: bool = False) -> RunState:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        if resume and newest_intact(self.ckpt_dir, "last") == (None, []):  # stopped before its first checkpoint
+            resume = False
+            self.notes.append("no checkpoint was written before the interruption: the run started from the beginning")
         torch.manual_seed(self.seed)
         if self.phases[0].reinitialize and not resume:
             _reinitialize(self.module, self.seed)
