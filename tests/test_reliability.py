@@ -530,3 +530,18 @@ def test_a_feature_extraction_killed_midway_leaves_a_cache_that_matches_an_unint
                    capture_output=True, timeout=600)
     for array in sorted((fresh / key).glob("*.npy")):
         assert np.array_equal(np.load(array), np.load(cache / key / array.name)), array.name
+
+
+# -- 8. measures taken far below the source's input size say so ----------------------------------------------
+def test_measures_far_below_the_source_input_size_say_the_size_is_the_cause(tmp_path, pooled_cnn):
+    data = write_shades(tmp_path / "s.npz")  # 12x12 images
+    trained_large = graft.load_model(pooled_cnn, num_classes=10, in_chans=3, input_size=(64, 64))
+    measures = graft.probe(trained_large, data, multilayer=False, cache_dir=tmp_path / "cache")
+    note = next(n for n in measures.notes if "far below" in n)
+    assert note.startswith("the network runs at 12x12, far below the 64x64 it was trained at")
+    assert "--input-size 36 36" in note and note in " ".join(measures.render(width=400).split())
+    at_size = graft.probe(trained_large, data, multilayer=False, input_size=(48, 48), cache_dir=tmp_path / "cache")
+    assert not any("far below" in n for n in at_size.notes)  # 48 of 64: near enough
+    trained_small = graft.load_model(pooled_cnn, num_classes=10, in_chans=3, input_size=(16, 16))
+    assert not any("far below" in n for n in graft.probe(trained_small, data, multilayer=False,
+                                                           cache_dir=tmp_path / "cache").notes)

@@ -37,6 +37,7 @@ from graft.strategy.advisor import advise as _advise
 from graft.strategy.spec import parse_strategy
 from graft.surgery import SurgeryPlan, Target
 from graft.surgery import plan_surgery as _plan_surgery
+from graft.surgery.plan import run_size
 from graft.surgery.saving import load_model
 from graft.training.budget import (MEASURE_SHARE, MeasurePlan, epochs_for_budget, finish_seconds,
                                    forward_seconds, measure_step_times, pass_seconds, plan_measuring, seconds_text,
@@ -268,6 +269,8 @@ class Workflow:
             progress=lambda name: say(f"measuring {name}"), deadline=deadline, refine=refine)
         extraction = {"extract_" + fs.split: round(fs.seconds, 3) for fs in (train, evaluated) if fs is not None}
         notes = list(dict.fromkeys(n for fs in (train, evaluated, source) if fs is not None for n in fs.notes))
+        small = self._small_input_note(backbone, input_size)
+        notes += [small] if small else []
         measures = replace(measures, seconds={**extraction, **measures.seconds}, notes=(*measures.notes, *notes))
         if out is not None:
             write_json(Path(out) / "measures.json", measures)
@@ -330,6 +333,22 @@ class Workflow:
         if out is not None:
             write_json(Path(out) / "advice.json", advice)
         return advice
+
+    def _small_input_note(self, backbone: Backbone, input_size=None) -> str | None:
+        """A note when the network runs far below the input size it was trained at (32 px through a network trained
+        at 224 px): its top layers then see a few positions, so their probes and LEEP/NCE understate it, and the
+        cause is the size, not the data."""
+        inp = backbone.spec.input
+        size = tuple(input_size or run_size(backbone) or self.data.spec.size or ())
+        if not inp.size or inp.spatial_dims != 2 or len(size) != 2 or len(inp.size) != 2:
+            return None
+        if any(d >= RESIZE_BELOW * s for d, s in zip(size, inp.size)):
+            return None
+        up = " ".join(str(int(min(s, RESIZE_FACTOR * d))) for d, s in zip(size, inp.size))
+        return (f"the network runs at {'x'.join(map(str, size))}, far below the {'x'.join(map(str, inp.size))} it was "
+                "trained at: its top layers see a few positions only, so their probe accuracy and LEEP/NCE understate "
+                "what it can do here; before concluding the data is unlike the source, measure at a larger size "
+                f"(--input-size {up}); fit --strategy auto weighs that itself")
 
     def weigh_input_size(self, seconds: float) -> str | None:
         """``--strategy auto`` on data far below the source's input size (32 px images through a network trained at

@@ -143,7 +143,8 @@ def plan_budget(strategies: list[Strategy], times: StepTimes, budget: float, see
         least = least_epochs(costliest)
         epochs_text = f"{least} epochs of it take" if least > 1 else "1 epoch of it takes"
         dropped.append({"strategy": costliest.label, "why": f"{epochs_text} about {need[costliest.label]:.0f} s, over "
-                        f"an equal share of the budget ({share:.0f} s of {budget:.0f} s for {len(kept)} strategies x "
+                        f"an equal share of the budget ({share:.0f} s of {budget:.0f} s for {len(kept)} "
+                        f"strateg{'ies' if len(kept) != 1 else 'y'} x "
                         f"{seeds} seed{'s' if seeds > 1 else ''}); raise --budget or compare fewer strategies"})
         kept.remove(costliest)
     share = budget / max(1, len(kept) * seeds)
