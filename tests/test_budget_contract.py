@@ -154,7 +154,7 @@ def test_the_demo_completes_within_its_budget_beside_processes_that_burn_every_c
     finally:
         for burner in burners:
             burner.kill()
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-3000:] + "\n-- what the demo said --\n" + proc.stdout[-6000:]
     assert (tmp_path / "demo" / "report.html").is_file() and (tmp_path / "demo" / "model.safetensors").is_file()
     summary = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert summary["budget_seconds"] == budget and summary["total_seconds"] <= max(1.1 * budget, budget + 5)

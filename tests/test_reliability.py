@@ -210,6 +210,14 @@ def test_a_second_process_on_the_same_run_folder_is_refused_with_the_first_ones_
         pass
 
 
+def test_an_out_that_is_a_file_is_one_message(tmp_path, shades_npz, capsys):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    assert _fit(tmp_path / "taken", shades_npz, epochs=1) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("error: expected a run folder graft can create or write") and "FileExistsError" in err
+    assert (tmp_path / "taken").read_text() == "a file, not a folder"
+
+
 def test_two_fits_on_one_folder_one_is_refused(tmp_path, shades_npz):
     run = tmp_path / "run"
     command = [sys.executable, "-m", "graft", "fit", "cifar_resnet20", "--random", "--data", str(shades_npz),
@@ -496,10 +504,20 @@ def test_a_fit_killed_at_random_points_resumes_to_the_same_weights(tmp_path):
 
 EXTRACT = """
 import sys, graft
-features = graft.extract_features("cifar_resnet20", sys.argv[1], load_options={"pretrained": False},
-                                  cache_dir=sys.argv[2], batch_size=8, progress=False)
+network = graft.load_model("cifar_resnet20", weights=sys.argv[3])  # the same weights in every process
+features = graft.extract_features(network, sys.argv[1], cache_dir=sys.argv[2], batch_size=8, progress=False)
 print(features.key, features.from_cache)
 """
+
+
+def _weights(tmp_path) -> str:
+    """A cifar_resnet20's random weights in a file: processes that load it extract the same features."""
+    from safetensors.torch import save_file
+
+    net = graft.load_model("cifar_resnet20", pretrained=False)
+    path = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in net.module.state_dict().items()}, str(path))
+    return str(path)
 
 
 @pytest.mark.slow
@@ -510,7 +528,8 @@ def test_a_feature_extraction_killed_midway_leaves_a_cache_that_matches_an_unint
     y = np.arange(4000) % 4
     np.savez(tmp_path / "d.npz", x=rng.integers(0, 255, (4000, 3, 32, 32), dtype=np.uint8), y=y)
     cache = tmp_path / "cache"
-    proc = subprocess.Popen([sys.executable, "-c", EXTRACT, str(tmp_path / "d.npz"), str(cache)], env=ENV,
+    weights = _weights(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", EXTRACT, str(tmp_path / "d.npz"), str(cache), weights], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline and not (cache.is_dir() and any(cache.iterdir())):
@@ -520,15 +539,19 @@ def test_a_feature_extraction_killed_midway_leaves_a_cache_that_matches_an_unint
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not [p for p in cache.iterdir() if not p.name.startswith(".")]  # no entry: the half-written one is hidden
-    again = subprocess.run([sys.executable, "-c", EXTRACT, str(tmp_path / "d.npz"), str(cache)], env=ENV,
+    again = subprocess.run([sys.executable, "-c", EXTRACT, str(tmp_path / "d.npz"), str(cache), weights], env=ENV,
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     key, from_cache = again.stdout.split()
-    assert from_cache == "False" and [p.name for p in cache.iterdir()] == [key]  # the orphan was removed
+    entries = [p.name for p in cache.iterdir() if not p.name.endswith(".lock")]
+    assert from_cache == "False" and entries == [key]  # the killed writer's temporary folder was removed
     fresh = tmp_path / "fresh"
-    subprocess.run([sys.executable, "-c", EXTRACT, str(tmp_path / "d.npz"), str(fresh)], env=ENV, check=True,
-                   capture_output=True, timeout=600)
-    for array in sorted((fresh / key).glob("*.npy")):
+    done = subprocess.run([sys.executable, "-c", EXTRACT, str(tmp_path / "d.npz"), str(fresh), weights], env=ENV,
+                          check=True, capture_output=True, text=True, timeout=600)
+    assert done.stdout.split()[0] == key  # the same model and data: the same entry
+    arrays = sorted((fresh / key).glob("*.npy"))
+    assert len(arrays) >= 10
+    for array in arrays:
         assert np.array_equal(np.load(array), np.load(cache / key / array.name)), array.name
 
 
@@ -545,3 +568,26 @@ def test_measures_far_below_the_source_input_size_say_the_size_is_the_cause(tmp_
     trained_small = graft.load_model(pooled_cnn, num_classes=10, in_chans=3, input_size=(16, 16))
     assert not any("far below" in n for n in graft.probe(trained_small, data, multilayer=False,
                                                            cache_dir=tmp_path / "cache").notes)
+
+
+EXTRACT_SAY = EXTRACT.replace("print(features.key, features.from_cache)",
+                              "print(features.key, features.from_cache, any('waited' in n for n in features.notes))")
+
+
+@pytest.mark.slow
+def test_two_processes_extracting_the_same_features_compute_them_once(tmp_path):
+    rng = np.random.default_rng(5)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 255, (6000, 3, 32, 32), dtype=np.uint8), y=np.arange(6000) % 4)
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-c", EXTRACT_SAY, str(tmp_path / "d.npz"), str(cache), _weights(tmp_path)]
+    first = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while first.poll() is None and time.monotonic() < deadline and not (cache.is_dir() and any(cache.iterdir())):
+        time.sleep(0.02)
+    second = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0 and second.returncode == 0, err[-2000:] + second.stderr[-2000:]
+    (key, computed, _), (same, read, waited) = out.split(), second.stdout.split()
+    assert key == same and computed == "False" and read == "True"  # computed once, read by the other
+    assert waited == "True", "the second process did not have to wait: make the extraction longer"
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == [key]

@@ -149,7 +149,11 @@ def folder_lock(folder: str | Path, what: str = "run folder") -> Iterator[Path]:
     ``fcntl`` (Windows), nothing is locked."""
     folder = Path(folder)
     created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, no permission, a read-only disk
+        raise GraftError(f"a {what} graft can create or write", f"{folder} ({type(exc).__name__}: "
+                         f"{exc.strerror or exc})", "pass another --out (a folder you can write to)") from None
     key = folder.resolve()
     if key in _held:
         _held[key][1] += 1

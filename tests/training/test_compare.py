@@ -168,3 +168,22 @@ def test_a_one_pass_trial_is_fit_once_and_its_score_carries_over(tmp_path, shade
         rounds = next(t for t in trials if t["strategy"] == name)["rounds"]
         assert len(rounds) == (1 if name == "multilayer" else 2), (name, rounds)
     assert winner in finalists and best[winner] == max(best[f] for f in finalists)
+
+
+def test_runs_that_take_longer_than_planned_leave_the_later_strategies_out(tmp_path):
+    """Estimates 1000x too low (a machine that got busy after the timing): the first run takes the whole budget,
+    and the strategies after it are dropped with why, instead of running past the budget."""
+    from graft.training.compare import compare as run_comparison
+
+    rng = np.random.default_rng(0)
+    y = np.arange(600) % 3
+    x = (rng.normal(60, 20, (600, 1, 16, 16)) + 60 * y[:, None, None, None]).clip(0, 255).astype(np.uint8)
+    data = load_data((x, y), layout="NCHW", val_fraction=0.2)
+    backbone = graft.load_model("cifar_resnet20", pretrained=False)
+    plan = graft.plan_surgery(backbone, data=data)
+    tiny = StepTimes(train=1e-4, forward=1e-5, train_steps=60, eval_steps=15, blocks=len(plan.apply(backbone).spec.blocks))
+    result = run_comparison(backbone, data, plan, tmp_path / "c", strategies=["full", "partial:1", "linear"],
+                            budget=0.05, times=tiny, batch_size=8, max_epochs=1)
+    assert [e["strategy"] for e in result.strategies] == ["full"]
+    late = {d["strategy"]: d["why"] for d in result.dropped}
+    assert set(late) == {"partial:1", "linear"} and all(w.startswith("the runs before it took") for w in late.values())

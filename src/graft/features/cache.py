@@ -87,6 +87,37 @@ class EntryWriter:
         return self.final
 
 
+class EntryLock:
+    """Held while one process computes entry ``key``: a second process that wants the same entry waits for it
+    (``waited`` says it did) and then reads what the first wrote, instead of computing it again. Where the
+    platform has no ``fcntl`` (Windows), nothing is held and both compute (each entry is still written whole)."""
+
+    def __init__(self, root: Path, key: str):
+        self.handle, self.waited = None, False
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return
+        try:
+            Path(root).mkdir(parents=True, exist_ok=True)
+            self.handle = open(Path(root) / f".{key}.lock", "a+")
+        except OSError:  # a read-only cache: EntryWriter says so
+            return
+        try:
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.waited = True
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX)  # another process computes it: wait for it
+
+    def release(self) -> None:
+        if self.handle is not None:
+            import fcntl
+
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+            self.handle.close()
+            self.handle = None
+
+
 def read_entry(root: Path, key: str) -> tuple[dict | None, str | None]:
     """The entry's meta when it is complete and every file matches its digest; else (None, why)."""
     entry = Path(root) / key

@@ -24,7 +24,7 @@ from torch import nn
 from graft.data import Data
 from graft.data.transforms import Preprocess, is_cacheable
 from graft.errors import GraftError
-from graft.features.cache import EntryWriter, cache_key, default_root, read_entry, remove_entry
+from graft.features.cache import EntryLock, EntryWriter, cache_key, default_root, read_entry, remove_entry
 from graft.fingerprint import weights_digest
 from graft.jsonable import JsonSerializable
 from graft.models import Backbone
@@ -277,11 +277,18 @@ def extract_features(backbone: Backbone, data: Data, *, split: str = "train", la
         notes.append("grey images are repeated on the network's 3 input channels")
     key = cache_key(material)
     root = Path(cache_dir) if cache_dir is not None else default_root()
+    lock = None
     if use_cache:
         meta, why = read_entry(root, key)
+        if meta is None:  # compute it, or wait for the process that is computing it and read its entry
+            lock = EntryLock(root, key)
+            meta, why = read_entry(root, key)
         if meta is not None:
+            if lock is not None:
+                lock.release()
+            waited = ("another process was computing the same features: this one waited and read its cache entry",)
             return _feature_set(meta, root / key, from_cache=True, seconds=time.perf_counter() - start,
-                                notes=tuple(notes))
+                                notes=tuple(notes) + (waited if lock is not None and lock.waited else ()))
         if why:
             notes.append(f"cache entry {key[:12]} was not used and was recomputed: {why}")
             remove_entry(root, key)
@@ -294,7 +301,12 @@ def extract_features(backbone: Backbone, data: Data, *, split: str = "train", la
     module.eval()
     device = torch.device(device)
     blocks = [b.name for b in backbone.spec.blocks]
-    taps = _Taps(module, chosen, pool, inp.spatial_dims, batchnorm, blocks)
+    try:
+        taps = _Taps(module, chosen, pool, inp.spatial_dims, batchnorm, blocks)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     if batch_size is None:
         batch_size = data.inference_batch_size(split, device, input_size)
     loader = data.loader(split, batch_size, shuffle=False, workers=workers, transform=transform)
@@ -364,6 +376,8 @@ def extract_features(backbone: Backbone, data: Data, *, split: str = "train", la
     finally:
         taps.close()
         module.train(was_training)
+        if lock is not None:
+            lock.release()
     if not use_cache:
         notes.append("not cached (cache=False): the arrays live in a temporary folder until the process exits")
     return _feature_set(meta, final, cached=use_cache, seconds=time.perf_counter() - start, notes=tuple(notes))

@@ -199,13 +199,23 @@ def compare(backbone: Backbone, data: Data, plan: SurgeryPlan, out: str | Path, 
                         "test" if "test" in data.splits else None, dropped=dropped,
                         notes=[f"each run's share of the budget: {share:.0f} s (it stops there at the latest)"])
     out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     for s in parsed:
         if s.label not in epochs:
+            continue
+        left = budget - (time.perf_counter() - started)
+        need = strategy_seconds(s, times, least_epochs(s), has_adapter) * len(seeds)
+        if need > left:  # the runs before took longer than planned (a busy machine): the budget is kept
+            why = (f"the runs before it took {time.perf_counter() - started:.0f} s of the {budget:.0f} s; the "
+                   f"{max(0.0, left):.0f} s left are less than its shortest run (about {need:.0f} s)")
+            result.dropped.append({"strategy": s.label, "why": why})
+            say(f"dropped {s.label}: {why}")
             continue
         runs = []
         for seed in seeds:
             run_dir = out / "runs" / f"{s.label.replace(':', '')}-s{seed}"
-            record = _run(backbone, plan, data, run_dir, s, epochs[s.label], share, seed, batch_size, progress)
+            record = _run(backbone, plan, data, run_dir, s, epochs[s.label], min(share, max(left, 0.0)), seed,
+                          batch_size, progress)
             latency = _latency_ms(load_run(run_dir), data)
             runs.append(_summary(record, run_dir, seed, latency))
             say(f"{s.label} (seed {seed}): {record.epochs_run} epoch{'s' if record.epochs_run != 1 else ''} in {record.seconds:.0f} s, val "
