@@ -105,7 +105,7 @@ def test_passes_without_gradients_size_their_batches_by_the_size_the_network_run
 
 
 @pytest.mark.parametrize("fields, error, words", [
-    (dict(run_size=(24,)), ShapeError, "with 2 values"),
+    (dict(run_size=(24, 24, 24)), ShapeError, "with 2 values"),
     (dict(run_size=(24, 24), size_mode="pad"), GraftError, "size_mode 'auto' or 'resize'"),
 ])
 def test_an_input_size_the_network_cannot_take_says_what_to_pass(shades, fields, error, words):

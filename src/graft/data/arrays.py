@@ -80,8 +80,18 @@ def normalize_series(x: np.ndarray, how: str, mask: np.ndarray | None = None) ->
         raise DataError(f"a normalization among {NORMALIZATIONS}", repr(how), "zscore is the usual choice for UCR")
     if how == "none":
         return x
+    from graft.memory import in_memory_limit, is_mapped, spill_array
+
     with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf samples: reported by the checks, not here
-        return _normalize(x, how, mask)
+        if not is_mapped(x) and 4 * x.size <= in_memory_limit():
+            return _normalize(x, how, mask)
+        # a memory-mapped or very large source: normalized in pieces into a spill file, never whole in memory
+        out = spill_array(x.shape, np.float32)
+        step = max(1, (32 * 2**20) // max(1, 4 * int(np.prod(x.shape[1:]))))
+        for i in range(0, len(x), step):
+            out[i:i + step] = _normalize(np.asarray(x[i:i + step], np.float32), how,
+                                         None if mask is None else mask[i:i + step])
+        return out
 
 
 def _normalize(x: np.ndarray, how: str, mask: np.ndarray | None) -> np.ndarray:

@@ -38,7 +38,8 @@ def _label_names(raw: Raw, opt: Options) -> tuple[str, ...]:
 def _dataset(raw: Raw, part, index: np.ndarray, y: np.ndarray):
     if part.paths is not None:
         return ImageFileDataset([part.paths[i] for i in index], y[index], raw.image_mode, raw.image_size)
-    return ArrayDataset(part.x[index], y[index], [part.ids[i] for i in index])
+    whole = len(index) == len(part.x) and bool(np.all(index == np.arange(len(index))))
+    return ArrayDataset(part.x, y[index], [part.ids[i] for i in index], rows=None if whole else index)
 
 
 def load_data(source, options: DataOptions | dict | None = None, **fields) -> Data:
@@ -100,8 +101,8 @@ def _load(source, opt: Options, log: ProblemLog, val_fraction: float, test_fract
         if part.x is not None:
             allowed = None
             if part.mask is not None:
-                allowed = ~np.broadcast_to(part.mask.reshape(len(part.x), *([1] * (part.x.ndim - 2)), part.mask.shape[-1]),
-                                           part.x.shape)
+                allowed = np.broadcast_to(~part.mask.reshape(len(part.x), *([1] * (part.x.ndim - 2)), part.mask.shape[-1]),
+                                          part.x.shape)  # a view: never the size of x
             drop = non_finite(part.x, part.ids, log, allowed)
             shape = part.x.shape[1:]
         index = np.array([i for i in range(len(y)) if keep[i] and i not in drop], np.int64)

@@ -20,16 +20,21 @@ def non_finite(x: np.ndarray, ids: Sequence[str], log: ProblemLog, allowed: np.n
     """Samples holding NaN or inf (outside ``allowed``, a mask of padding positions); returns those to drop."""
     if not np.issubdtype(x.dtype, np.floating) or len(x) == 0:
         return set()
-    bad_values = ~np.isfinite(x)
-    if x.dtype.itemsize > 4:  # samples are read as float32: values beyond its range become inf there
-        bad_values |= np.abs(np.where(bad_values, 0, x)) > np.finfo(np.float32).max
-    if allowed is not None:
-        bad_values &= ~allowed
-    bad = np.flatnonzero(bad_values.reshape(len(x), -1).any(1))
+    step = max(1, (16 * 2**20) // max(1, x[:1].nbytes))  # in pieces: a memory-mapped x is never read whole
+    bad_rows, count = [], 0
+    for i in range(0, len(x), step):
+        part = np.asarray(x[i:i + step])
+        bad_values = ~np.isfinite(part)
+        if part.dtype.itemsize > 4:  # samples are read as float32: values beyond its range become inf there
+            bad_values |= np.abs(np.where(bad_values, 0, part)) > np.finfo(np.float32).max
+        if allowed is not None:
+            bad_values &= ~np.asarray(allowed[i:i + step])
+        bad_rows.append(i + np.flatnonzero(bad_values.reshape(len(part), -1).any(1)))
+        count += int(bad_values.sum())
+    bad = np.concatenate(bad_rows)
     if not len(bad):
         return set()
     names = [ids[i] for i in bad]
-    count = int(bad_values.sum())
     drop = log.skip_or_keep("non_finite", names, f"{len(bad)} samples hold NaN or inf ({count} values)",
                             "fill or drop them (for missing values, a table's NaN cells are filled and masked "
                             "when columns are aligned)")

@@ -32,31 +32,54 @@ def to_float(x: np.ndarray) -> np.ndarray:
 
 
 class ArrayDataset(Dataset):
-    """Samples held in one array ``x`` (N, C, ...) with labels ``y`` (N,); an optional per-item transform."""
+    """Samples held in one array ``x`` (N, C, ...) with labels ``y`` (N,); an optional per-item transform.
+
+    ``rows`` picks this dataset's samples out of a larger array without copying them (a split or a subsample of
+    a memory-mapped dataset stays on disk); ``x`` then gives those rows as one array, in memory."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, ids: Sequence[str] | None = None,
-                 transform: Callable | None = None):
-        if len(x) != len(y):
-            raise DataError("as many labels as samples", f"{len(x)} samples and {len(y)} labels",
+                 transform: Callable | None = None, rows: np.ndarray | None = None):
+        self.source = x
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        self.y = np.asarray(y, dtype=np.int64)
+        if len(self) != len(self.y):
+            raise DataError("as many labels as samples", f"{len(self)} samples and {len(self.y)} labels",
                             "check that x and y come from the same split")
-        self.x, self.y = x, np.asarray(y, dtype=np.int64)
-        self.ids = list(ids) if ids is not None else [f"#{i}" for i in range(len(x))]
+        self.ids = list(ids) if ids is not None else [f"#{i}" for i in range(len(self))]
         self.transform = transform
 
+    @property
+    def x(self) -> np.ndarray:
+        """The samples, (N, C, ...): the array itself when no rows are picked, else a copy of those rows."""
+        return self.source if self.rows is None else self.source[self.rows]
+
     def __len__(self) -> int:
-        return len(self.x)
+        return len(self.source) if self.rows is None else len(self.rows)
+
+    def sample(self, i: int) -> np.ndarray:
+        return np.asarray(self.source[i if self.rows is None else self.rows[i]])
 
     def __getitem__(self, i: int):
-        x = torch.from_numpy(to_float(np.asarray(self.x[i])))
+        x = torch.from_numpy(to_float(self.sample(i)))
         if self.transform is not None:
             x = self.transform(x)
         return x, int(self.y[i])
 
+    def chunks(self, max_bytes: int = 64 * 2**20):
+        """The samples in order, as arrays of consecutive rows of at most about ``max_bytes``: a whole pass over a
+        memory-mapped dataset in bounded memory."""
+        per = max(1, self.source[:1].nbytes)
+        step = max(1, max_bytes // per)
+        for i in range(0, len(self), step):
+            yield np.asarray(self.source[i:i + step] if self.rows is None else self.source[self.rows[i:i + step]])
+
     def subset(self, index: np.ndarray) -> ArrayDataset:
-        return ArrayDataset(self.x[index], self.y[index], [self.ids[i] for i in index], self.transform)
+        index = np.asarray(index, dtype=np.int64)
+        rows = index if self.rows is None else self.rows[index]
+        return ArrayDataset(self.source, self.y[index], [self.ids[i] for i in index], self.transform, rows)
 
     def with_transform(self, transform: Callable | None) -> ArrayDataset:
-        return ArrayDataset(self.x, self.y, self.ids, transform)
+        return ArrayDataset(self.source, self.y, self.ids, transform, self.rows)
 
 
 def high_depth_to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
@@ -186,9 +209,9 @@ class Data:
         if fps and len(fps) == len(ds):
             h.update("\n".join(fps).encode())
         elif isinstance(ds, ArrayDataset):
-            x = np.ascontiguousarray(ds.x)
-            h.update(str((x.dtype.str, x.shape)).encode())
-            h.update(memoryview(x.reshape(-1).view(np.uint8)))
+            h.update(str((ds.source.dtype.str, (len(ds), *ds.source.shape[1:]))).encode())
+            for part in ds.chunks():
+                h.update(memoryview(np.ascontiguousarray(part).reshape(-1).view(np.uint8)))
         elif isinstance(ds, ImageFileDataset):  # no content fingerprints: path, size and modification time
             for path in ds.paths:
                 st = os.stat(path)
@@ -211,7 +234,7 @@ class Data:
     def arrays(self, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
         """The split as float32 arrays (N, C, ...) and int64 labels (decodes files when needed)."""
         ds = self[split]
-        if isinstance(ds, ArrayDataset) and ds.transform is None:
+        if isinstance(ds, ArrayDataset) and ds.transform is None:  # in memory: for small data (a plot, a test)
             return to_float(ds.x), ds.y
         xs = [ds[i][0].numpy() for i in range(len(ds))]
         return np.stack(xs) if xs else np.zeros((0, *self.spec.input_shape), np.float32), np.asarray(ds.y)
@@ -221,10 +244,14 @@ class Data:
         """The batch for a pass without gradients over ``split`` (see :func:`inference_batch_size`); ``input_size``:
         the size the samples are resized to first."""
         part = self[split] if split in self.splits else None
-        shape = tuple(part[0][0].shape) if part is not None and len(part) else None
+        loaded = tuple(part[0][0].shape) if part is not None and len(part) else None
+        shape = loaded
         if shape and input_size:
             shape = (*shape[: len(shape) - len(input_size)], *input_size)
-        return inference_batch_size(device, shape)
+        size = inference_batch_size(device, shape)
+        if loaded and torch.device(device).type == "cpu":  # a batch as loaded, before any resize: at most 64 MiB
+            size = min(size, max(8, 2 ** math.floor(math.log2(max(1.0, 2**24 / math.prod(loaded))))))
+        return size
 
     def loader(self, split: str = "train", batch_size: int = 64, shuffle: bool | None = None,
                workers: int | None = None, transform: Callable | None = None, seed: int = 0) -> DataLoader:

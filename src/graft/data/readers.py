@@ -115,7 +115,7 @@ def _from_arrays(x, y, name: str, source: str, opt: Options, split: str = "train
     ids = [f"{split}[{i}]" for i in range(len(x))]
     raw = Raw(name, modality, source, {split: Part(list(y), ids, x=x)})
     if x.ndim == 3 and opt.normalize != "none":  # (N, C, L): series
-        raw.parts[split].x = normalize_series(x.astype(np.float32, copy=False), opt.normalize)
+        raw.parts[split].x = normalize_series(x, opt.normalize)
         raw.applied.add("normalize")
         raw.notes.append(f"series normalization: {opt.normalize}")
     return raw
@@ -131,20 +131,12 @@ def _npz(p: Path, opt: Options) -> Raw:
         raise DataError("an .npz archive (a zip file of .npy arrays, as np.savez writes)", f"{p}: {shown}, not a zip",
                         "write it with np.savez(path, x=x, y=y); a CSV or other file needs its own extension")
     try:
-        with np.load(p, allow_pickle=False) as z:
-            arrays = {}
-            for k in z.files:
-                try:
-                    arrays[k] = z[k]
-                except ValueError as exc:
-                    if "allow_pickle" not in str(exc):
-                        raise
-                    raise DataError("arrays of numbers or strings in the .npz archive",
-                                    f"array {k!r} of Python objects (dtype object) in {p}, which graft does not "
-                                    "unpickle", f"store {k} as numbers (np.asarray({k}, dtype=np.float32)) or "
-                                    f"strings (np.asarray({k}, dtype=str))") from None
+        arrays, how = _npz_arrays(p)
     except DataError:
         raise
+    except MemoryError as exc:
+        raise DataError(f"memory to read {p.name}", f"MemoryError: {exc}", "write the archive with np.savez "
+                        "(uncompressed): graft then memory-maps its large arrays instead of reading them") from None
     except Exception as exc:  # OSError, ValueError, BadZipFile, EOFError: a damaged archive
         raise DataError("a readable .npz archive", f"{p} ({type(exc).__name__}: {exc})",
                         "the file may be truncated; write it again with np.savez") from None
@@ -179,7 +171,116 @@ def _npz(p: Path, opt: Options) -> Raw:
                             f"shape {arrays['label_names'].shape} in {p}", "store np.array(['cat', 'dog', ...])")
         names = tuple(str(n) for n in arrays["label_names"])
     raw.parts, raw.modality = parts, raw.modality
+    raw.notes += [f"{k} {how[k]}" for k in sorted(how)]
     return raw if names is None else _with_names(raw, names)
+
+
+MAP_BYTES = 16 * 2**20  # archive members from this size on are memory-mapped (stored) or spilled (compressed)
+
+
+def _npz_arrays(p: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The arrays of an .npz archive by name, and how the large ones are held. Members of at least ``MAP_BYTES``
+    are never read into memory whole: stored ones (``np.savez``) are memory-mapped from the archive itself,
+    compressed ones (``np.savez_compressed``) larger than :func:`graft.memory.in_memory_limit` are decompressed
+    to a spill file on disk. Smaller members are read as usual."""
+    import zipfile
+
+    from graft.memory import in_memory_limit
+
+    arrays, how = {}, {}
+    with zipfile.ZipFile(p) as zf, np.load(p, allow_pickle=False) as z:
+        infos = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+        for k in z.files:
+            info = infos.get(k)
+            if info is not None and info.file_size >= MAP_BYTES:
+                if info.compress_type == zipfile.ZIP_STORED:
+                    mapped = _mapped_member(p, info)
+                    if mapped is not None:
+                        arrays[k], how[k] = mapped, f"memory-mapped from {p.name} ({_size(mapped.nbytes)}): " \
+                                                    "read as needed, never loaded whole"
+                        continue
+                elif info.file_size > in_memory_limit():
+                    spilled = _spilled_member(zf, info)
+                    if spilled is not None:
+                        arrays[k], how[k] = spilled, f"decompressed to a spill file on disk " \
+                                                     f"({_size(spilled.nbytes)}, more than memory allows)"
+                        continue
+            try:
+                arrays[k] = z[k]
+            except ValueError as exc:
+                if "allow_pickle" not in str(exc):
+                    raise
+                raise DataError("arrays of numbers or strings in the .npz archive",
+                                f"array {k!r} of Python objects (dtype object) in {p}, which graft does not "
+                                "unpickle", f"store {k} as numbers (np.asarray({k}, dtype=np.float32)) or "
+                                f"strings (np.asarray({k}, dtype=str))") from None
+    return arrays, how
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MiB"
+
+
+def _npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype] | None:
+    fmt = np.lib.format
+    version = fmt.read_magic(f)
+    if version == (1, 0):
+        return fmt.read_array_header_1_0(f)
+    if version == (2, 0):
+        return fmt.read_array_header_2_0(f)
+    return None  # version 3 (UTF-8 field names): read the usual way
+
+
+def _mapped_member(p: Path, info) -> np.ndarray | None:
+    """A stored member of an archive as a read-only memory map of the archive's own bytes, or None when it cannot
+    be (encrypted, object dtype, an unknown header): then it is read the usual way."""
+    import struct
+
+    if info.flag_bits & 0x1:
+        return None
+    with open(p, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            return None
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        start = info.header_offset + 30 + name_len + extra_len
+        f.seek(start)
+        header = _npy_header(f)
+        if header is None:
+            return None
+        shape, fortran, dtype = header
+        offset = f.tell()
+    if dtype.hasobject or not shape or 0 in shape:
+        return None
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if offset - start + nbytes > info.file_size:
+        raise DataError("a complete .npz archive", f"{p}: member {info.filename} holds fewer bytes than its shape "
+                        f"{shape} needs", "the file may be truncated; write it again with np.savez")
+    return np.memmap(p, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+
+
+def _spilled_member(zf, info) -> np.ndarray | None:
+    """A compressed member decompressed, in pieces, to a spill file (:func:`graft.memory.spill_array`)."""
+    from graft.memory import spill_array
+
+    with zf.open(info) as f:
+        header = _npy_header(f)
+        if header is None:
+            return None
+        shape, fortran, dtype = header
+        if dtype.hasobject or fortran or not shape:
+            return None
+        out = spill_array(shape, dtype)
+        flat = out.reshape(-1).view(np.uint8)
+        done, piece = 0, 64 * 2**20
+        while done < len(flat):
+            got = f.readinto(memoryview(flat[done:done + piece]))
+            if not got:
+                raise DataError("a complete .npz archive", f"member {info.filename} ends after {done} of "
+                                f"{len(flat)} bytes", "the file may be truncated; write it again with np.savez")
+            done += got
+    return out
 
 
 def _with_names(raw: Raw, names: Sequence[str]) -> Raw:
@@ -446,13 +547,27 @@ def _series(files: dict[str, Path], name: str, source: str, opt: Options) -> Raw
 
 
 def _torch_dataset(ds, opt: Options) -> Raw:
+    """Every item read once into one array; one larger than :func:`graft.memory.in_memory_limit` goes to a spill
+    file on disk (memory-mapped), so a lazily loading Dataset larger than memory is read in bounded memory."""
+    from graft.memory import in_memory_limit, spill_array
     from graft.progress import track
 
-    xs, ys = [], []
+    xs: list[np.ndarray] = []
+    out: np.ndarray | None = None
+    ys, shapes, spilled = [], Counter(), False
     try:
         for i in track(range(len(ds)), "reading the dataset", total=len(ds)):
             x, y = ds[i][:2]
-            xs.append(np.asarray(x))
+            x = np.asarray(x)
+            shapes[x.shape] += 1
+            if i == 0 and x.dtype.kind in "biuf" and x.nbytes * len(ds) > in_memory_limit():
+                out, spilled = spill_array((len(ds), *x.shape), x.dtype), True
+            if out is not None:
+                if x.shape != out.shape[1:]:
+                    break  # refused below, with every shape seen
+                out[i] = x
+            else:
+                xs.append(x)
             label = y.item() if hasattr(y, "item") else y
             if isinstance(label, float) and not label.is_integer():
                 raise ValueError(f"label {label!r} of item {i} is not a class index")
@@ -460,13 +575,15 @@ def _torch_dataset(ds, opt: Options) -> Raw:
     except (TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: Tensor.item() of several values
         raise DataError("a Dataset whose items are (sample, integer label)", f"{type(exc).__name__}: {exc}",
                         "return (tensor, int) from __getitem__") from None
-    shapes = Counter(x.shape for x in xs)
     if len(shapes) > 1:
         raise DataError("samples of one shape", f"{len(shapes)} shapes: {list(shapes)[:4]}", "resize or pad them")
-    x = np.stack(xs) if xs else np.zeros((0, 1))
+    x = out if out is not None else (np.stack(xs) if xs else np.zeros((0, 1)))
     layout = opt.layout if opt.layout != "auto" else {2: "NF", 3: "NCL", 4: "NCHW"}.get(x.ndim, "auto")
-    return _from_arrays(x, np.asarray(ys), type(ds).__name__, f"{type(ds).__name__} ({len(ds)} items)",
-                        Options(**{**opt.__dict__, "layout": layout}))
+    raw = _from_arrays(x, np.asarray(ys), type(ds).__name__, f"{type(ds).__name__} ({len(ds)} items)",
+                       Options(**{**opt.__dict__, "layout": layout}))
+    if spilled:
+        raw.notes.append(f"read into a spill file on disk ({_size(x.nbytes)}, more than memory allows)")
+    return raw
 
 
 def read_source(source, opt: Options, log: ProblemLog) -> Raw:

@@ -350,6 +350,8 @@ def _run_size(backbone: Backbone, target: Target) -> Step | None:
     """The network runs at ``target.run_size`` (``--input-size``): the data's inputs are resized to it."""
     spec, inp = backbone.spec, backbone.spec.input
     want, run = target.input_size, tuple(target.run_size)
+    if len(run) == 1 and inp.spatial_dims > 1:  # one value for images: a square
+        run = run * inp.spatial_dims
     if inp.spatial_dims == 0:
         raise ShapeError("a convolutional network to run at another input size", f"{spec.name} takes vectors",
                          "leave --input-size out for tables")

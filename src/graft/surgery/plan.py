@@ -83,6 +83,8 @@ class Target:
             set_(self, "input_size", size_tuple(self.input_size))
         if self.run_size is not None:
             set_(self, "run_size", size_tuple(self.run_size))
+            if len(self.run_size) == 1 and self.input_size is not None and len(self.input_size) > 1:
+                set_(self, "run_size", self.run_size * len(self.input_size))  # one value for images: a square
             if self.size_mode not in ("auto", "resize"):
                 raise GraftError("run_size (--input-size) with size_mode 'auto' or 'resize'",
                                  f"size_mode={self.size_mode!r}", "leave size_mode out: the inputs are resized")

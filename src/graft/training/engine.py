@@ -66,7 +66,7 @@ class Trainer:
     def __init__(self, backbone: Backbone, data: Data, strategy: Strategy, run_dir: str | Path, *, epochs: int,
                  batch_size: int = 32, seed: int = 0, budget: float | None = None, patience: int | None = None,
                  plateau: int | None = None, eval_split: str | None = None, log=None, device: str = "cpu",
-                 cache_prefix: bool = True, cache_limit: float = 2 * 2**30, progress=True):
+                 cache_prefix: bool = True, cache_limit: float | None = None, progress=True):
         self.backbone, self.data, self.strategy = backbone, data, strategy
         self.module = backbone.module
         self.run_dir = Path(run_dir)
@@ -174,7 +174,7 @@ class Trainer:
         return (["input_layer"] if self.has_adapter else []) + self.blocks[:first]
 
     def _prefix(self, phase_index: int, phase: Phase):
-        from graft.training.prefix import PrefixCache
+        from graft.training.prefix import PrefixCache, prefix_limit
 
         key = (phase_index, tuple(self.trainable))
         if getattr(self, "_cache_key", None) == key:
@@ -186,12 +186,14 @@ class Trainer:
             loader = self.data.loader("train", size, shuffle=False)
             batches = track(loader, "computing the frozen prefix once", total=len(loader), min_items=20) \
                 if self.progress else loader
-            cache = PrefixCache(self.module, frozen, batches, size, self.prep, self.device)
-            if cache.nbytes() <= self.cache_limit:
+            limit = self.cache_limit if self.cache_limit is not None else prefix_limit()
+            cache = PrefixCache(self.module, frozen, batches, size, self.prep, self.device,
+                                total=len(self.data["train"]), limit=limit)
+            if cache.projected <= limit:
                 self._cache = cache
             else:
-                self.notes.append(f"frozen prefix not cached: {cache.nbytes() / 2**30:.1f} GiB over the "
-                                  f"{self.cache_limit / 2**30:.1f} GiB limit; recomputed every epoch")
+                self.notes.append(f"frozen prefix not cached: it would take {cache.projected / 2**30:.2f} GiB, over "
+                                  f"the {limit / 2**30:.2f} GiB limit; recomputed every epoch")
         return self._cache
 
     def _batches(self, epoch: int, cache):

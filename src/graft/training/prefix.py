@@ -40,11 +40,24 @@ def _set(module: nn.Module, name: str, new: nn.Module) -> nn.Module:
     return old
 
 
+def prefix_limit() -> int:
+    """How large a frozen-prefix cache may grow: 2 GiB, or a quarter of the memory available when that is less
+    (a cgroup's limit counts: :func:`graft.memory.available_memory`)."""
+    from graft.memory import available_memory
+
+    return min(2 * 2**30, available_memory() // 4)
+
+
 class PrefixCache:
     """The outputs of the frozen blocks ``frozen`` (names, in execution order) for every training sample."""
 
-    def __init__(self, module: nn.Module, frozen: list[str], inputs, batch_size: int, prep, device):
+    def __init__(self, module: nn.Module, frozen: list[str], inputs, batch_size: int, prep, device,
+                 total: int | None = None, limit: float | None = None):
+        """``total`` samples expected and a ``limit`` in bytes: when the first batch shows that the outputs of
+        all of them would pass it, the pass stops there (``self.projected`` says how large they would be) and
+        nothing is kept, so the cache never takes more memory than the limit."""
         self.module, self.frozen = module, list(frozen)
+        self.projected = 0
         self.shapes: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
         outputs = []
         last = module.get_submodule(self.frozen[-1])
@@ -56,18 +69,38 @@ class PrefixCache:
         handles.append(last.register_forward_hook(stop))
         was_training = module.training
         module.eval()
+        filled, store = 0, None  # with ``total``, one tensor filled in place: never the list and its concatenation
         try:
             with torch.inference_mode():
                 for x, _ in inputs:
                     try:
                         module(prep.batch(x.to(device)))
                     except _Done as done:
-                        outputs.append(done.output.detach().clone())
+                        out = done.output.detach()
+                        if store is None and total:
+                            self.projected = out[:1].numel() * out.element_size() * total
+                            if limit is not None and self.projected > limit:
+                                break
+                            store = torch.empty((total, *out.shape[1:]), dtype=out.dtype, device=out.device)
+                        if store is not None and filled + len(out) <= len(store):
+                            store[filled:filled + len(out)] = out
+                        else:
+                            outputs.append(out.clone())
+                        filled += len(out)
         finally:
             for h in handles:
                 h.remove()
             module.train(was_training)
-        self.outputs = torch.cat(outputs) if outputs else torch.zeros(0)
+        if store is not None and filled == len(store) and not outputs:
+            self.outputs = store
+        else:  # no total, or a loader that gave another number of samples than announced
+            parts = ([store[:min(filled, len(store))]] if store is not None else []) + outputs
+            self.outputs = torch.cat(parts) if parts and filled else torch.zeros(0)
+        if limit is not None and self.projected > limit:
+            self.outputs = torch.zeros(0)
+        elif not self.projected:
+            self.projected = self.nbytes()
+        outputs = [self.outputs] if len(self.outputs) else []
         self.input_shape = tuple(x.shape[1:]) if outputs else ()
         self.batch: torch.Tensor | None = None
 
