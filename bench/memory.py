@@ -8,18 +8,22 @@ The data: the CIFAR-10 JPEG subset of ../shared (10000 train, 2000 test images),
 The job, the same for both files: the CIFAR-10 ResNet20 of ../shared run at 32 px (``--input-size 32``):
 ``graft probe`` (every block, no multilayer probe), then ``graft fit --strategy partial:1 --epochs 2``.
 
-Three runs, one after the other, each in a fresh process:
+Runs, one after the other, each in fresh processes, each after the page cache is dropped (as root), so that
+what a run reads from disk is charged to its own cgroup:
 1. stored, inside a memory cgroup limited to ``--limit`` (1.25 GiB, page cache included: a machine with that
    much memory), when the bench runs as root on Linux with cgroup v1 or v2; without one otherwise;
-2. packed, without a limit: what the job takes when the dataset is read into memory;
-3. packed, inside the same cgroup: expected to be killed by the kernel's OOM killer.
+2. packed, without a limit: the dataset is read into memory, as graft did with every archive before;
+3. packed, inside the same cgroup: graft sees the cgroup's limit and decompresses to a spill file instead;
+4. with ``--before SRC`` (the ``src`` folder of an older checkout), stored, inside the same cgroup, with that
+   code: what the same machine did before memory-mapping (killed by the kernel's OOM killer).
 
 For each: exit status, wall time, the peak anonymous resident memory (``RssAnon``: the memory the process
 owns; file pages of a memory map are cache the kernel can drop), the peak resident set (``VmHWM``, mapped file
 pages included), the cgroup's peak usage (page cache included) and the fit's test accuracy. The ratio is run 1's
 peak ``RssAnon`` over run 2's, both in this command.
 
-    sudo python bench/memory.py [--shared /work/shared] [--size 256] [--limit 1.25G] [--out results.json]
+    sudo python bench/memory.py [--shared /work/shared] [--size 256] [--limit 1.25G] [--before OLD/src]
+                                [--out results.json]
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ def _extra(p):
     p.add_argument("--limit", default="1.25G", help="the cgroup's memory limit (default 1.25G)")
     p.add_argument("--work", default="/tmp/graft-memory-bench", help="folder for the data and the runs")
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--before", default=None, help="src folder of an older graft, run on the stored file in the cgroup")
 
 
 def _data(shared: Path, work: Path, size: int) -> tuple[Path, Path]:
@@ -126,10 +131,21 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
-def _run(command: list[str], cgroup: Cgroup | None) -> dict:
+def _drop_caches() -> bool:
+    """Write dirty pages and drop the page cache (root only): each run then reads its data from disk."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def _run(command: list[str], cgroup: Cgroup | None, src: str | None = None) -> dict:
     """Run ``command``, sampling its memory every 20 ms; the exit status, wall time and peaks."""
+    env = {**os.environ, **({"PYTHONPATH": src} if src else {})}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             preexec_fn=cgroup.enter if cgroup is not None and cgroup.path else None)
     peak = {"RssAnon": 0, "RssFile": 0, "VmHWM": 0}
     while proc.poll() is None:
@@ -142,23 +158,25 @@ def _run(command: list[str], cgroup: Cgroup | None) -> dict:
             "output_tail": output[-1500:]}
 
 
-def _job(name: str, data: Path, weights: Path, work: Path, epochs: int, cgroup: Cgroup | None) -> dict:
-    out = work / name
+def _job(name: str, data: Path, weights: Path, work: Path, epochs: int, cgroup: Cgroup | None,
+         src: str | None = None) -> dict:
+    out = work / name.replace(" ", "_").replace(",", "")
     subprocess.run(["rm", "-rf", str(out)], check=True)
-    common = ["cifar_resnet20", "--weights", str(weights), "--data", str(data), "--input-size", "32"]
+    common = ["cifar_resnet20", "--weights", str(weights), "--data", str(data), "--input-size", "32", "32"]
     graft = [sys.executable, "-m", "graft"]
+    dropped = _drop_caches()
     if cgroup is not None:
         cgroup.reset_peak()
-    steps = [_run([*graft, "probe", *common, "--no-multilayer", "--out", str(out / "probe")], cgroup)]
+    steps = [_run([*graft, "probe", *common, "--no-multilayer", "--out", str(out / "probe")], cgroup, src)]
     if steps[0]["returncode"] == 0:
         steps.append(_run([*graft, "fit", *common, "--strategy", "partial:1", "--epochs", str(epochs),
-                           "--out", str(out / "fit"), "--quiet"], cgroup))
+                           "--out", str(out / "fit"), "--quiet"], cgroup, src))
     metrics = out / "fit" / "metrics.json"
     row = {"run": name, "data": data.name, "data_bytes": data.stat().st_size,
            "limit": cgroup.limit if cgroup is not None and cgroup.path else None,
            "returncode": [s["returncode"] for s in steps], "seconds": round(sum(s["seconds"] for s in steps), 1),
            "peak_rss_anon": max(s["peak_rss_anon"] for s in steps), "peak_hwm": max(s["peak_hwm"] for s in steps),
-           "cgroup_peak": cgroup.peak() if cgroup is not None else None,
+           "cgroup_peak": cgroup.peak() if cgroup is not None else None, "page_cache_dropped": dropped,
            "metrics": json.loads(metrics.read_text()) if metrics.is_file() else None, "steps": steps}
     acc = row["metrics"]["accuracy"] if row["metrics"] else None
     print(f"{name}: exit {row['returncode']}, {row['seconds']} s, peak RssAnon {row['peak_rss_anon'] / 2**20:.0f} MiB, "
@@ -176,9 +194,12 @@ def main() -> None:
     limit = parse_bytes(args.limit)
     cgroup = Cgroup(limit)
     try:
-        runs = [_job("mapped, limited", stored, weights, work, args.epochs, cgroup),
-                _job("in memory, no limit", packed, weights, work, args.epochs, None),
-                _job("in memory, limited", packed, weights, work, args.epochs, cgroup)]
+        runs = [_job("stored: memory-mapped, limited", stored, weights, work, args.epochs, cgroup),
+                _job("compressed: in memory, no limit", packed, weights, work, args.epochs, None),
+                _job("compressed: spilled to disk, limited", packed, weights, work, args.epochs, cgroup)]
+        if args.before:
+            runs.append(_job("stored, the code before, limited", stored, weights, work, args.epochs, cgroup,
+                             args.before))
     finally:
         cgroup.remove()
     mib = lambda v: f"{v / 2**20:.0f} MiB" if v else "-"  # noqa: E731

@@ -9,6 +9,7 @@ test; :data:`RAN` counts the cases, and the last test prints the total (``pytest
 from __future__ import annotations
 
 import json
+import signal
 import string
 import tempfile
 from pathlib import Path
@@ -37,15 +38,47 @@ NASTY = st.one_of(
 )
 
 
+CASE_SECONDS = 60.0  # a case still running after this is a hang: the slowest take a few seconds on 2 cores
+
+
+class Hang(BaseException):
+    """Raised in a case that runs past CASE_SECONDS (a BaseException: no ``except Exception`` can swallow it)."""
+
+
 def answered(entry: str, call, *args, **kwargs):
-    """Run ``call``: a result, or a GraftError with its three parts; anything else fails the test."""
+    """Run ``call``: a result, or a GraftError with its three parts; anything else fails the test, and so does a
+    case that runs past :data:`CASE_SECONDS` (a SIGALRM watchdog: never a hang)."""
     RAN[entry] = RAN.get(entry, 0) + 1
+
+    def alarm(_signum, _frame):
+        raise Hang(f"{entry}: a case still running after {CASE_SECONDS} s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, CASE_SECONDS)
     try:
         return call(*args, **kwargs)
     except GraftError as exc:
         assert exc.expected and str(exc), f"{entry}: a GraftError without what was expected: {exc!r}"
         assert exc.got is None or isinstance(exc.got, str)
         return exc
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_case_that_hangs_fails():
+    import time
+
+    global CASE_SECONDS
+    saved, CASE_SECONDS = CASE_SECONDS, 0.2
+    try:
+        start = time.monotonic()
+        with pytest.raises(Hang, match="still running"):
+            answered("a sleeper", time.sleep, 5)
+        assert time.monotonic() - start < 2
+    finally:
+        CASE_SECONDS = saved
+        RAN.pop("a sleeper", None)
 
 
 ARRAYS = st.one_of(
