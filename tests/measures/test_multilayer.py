@@ -58,7 +58,7 @@ def test_a_deadline_stops_the_search_and_a_far_one_changes_nothing():
     from graft.measures.multilayer import FRACTIONS
 
     assert late.fraction == FRACTIONS[0] and len(late.fraction_accuracy) == 1  # the first C, the first fraction
-    assert any(n.startswith("the time for measuring ran out: C searched over 1 of") and
+    assert any(n.startswith("the time given ran out (its deadline): C searched over 1 of") and
                f"the fraction over 1 of {len(FRACTIONS)}" in n for n in late.notes)
     roomy = multilayer_probe(train, y, test, y_test, max_width=100, deadline=time.perf_counter() + 600)
     assert roomy == multilayer_probe(train, y, test, y_test, max_width=100)

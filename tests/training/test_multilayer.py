@@ -106,3 +106,20 @@ def test_compare_runs_multilayer_beside_the_other_strategies(tmp_path, shades):
     assert run["epochs"] == 1 and run["latency_ms"] > 0 and 0 <= run["test_accuracy"] <= 1
     assert run["trainable_params"] < run["total_params"]
     assert (tmp_path / "cmp" / "report.html").is_file()
+
+
+def test_a_budget_stops_the_heads_search_and_the_run_says_so(tmp_path, shades):
+    """A comparison gives each run a share of its budget: multilayer's search of C and of the fraction kept stops
+    where 80 % of it is spent (its first fit always runs), instead of running past it (issue 17: a busy machine's
+    demo spent 27 s of a 5 s share there)."""
+    from graft.training.run import fine_tune  # what compare calls, with each run's share
+
+    data = load_data(shades, val_fraction=0.2)
+    net = graft.load_model("cifar_resnet20", **RANDOM)
+    plan = graft.plan_surgery(net, data=data)
+    whole = fine_tune(plan.apply(net), data, tmp_path / "whole", strategy="multilayer", plan=plan, progress=False)
+    cut = fine_tune(plan.apply(net), data, tmp_path / "cut", strategy="multilayer", plan=plan, progress=False,
+                    budget=0.01)
+    assert not any("ran out" in n for n in whole.notes)
+    assert any("ran out" in n for n in cut.notes), cut.notes
+    assert (tmp_path / "cut" / "model.safetensors").is_file() and cut.final_accuracy is not None

@@ -250,7 +250,7 @@ def multilayer_head(train_features: Mapping[str, object], train_labels: object,
     c = grid[int(np.argmax(per_c))]
     per_fraction = _accuracies(x, codes, evaluation, grid, fractions, c, seed, max_iter, unconverged, clock)
     if len(per_c) < len(grid) or len(per_fraction) < len(fractions) or clock.capped:
-        notes.append(f"the time for measuring ran out: C searched over {len(per_c)} of {len(grid)} values, the "
+        notes.append(f"the time given ran out (its deadline): C searched over {len(per_c)} of {len(grid)} values, the "
                      f"fraction over {len(per_fraction)} of {len(fractions)}"
                      + (", some fits stopped early" if clock.capped else ""))
     fractions = fractions[:len(per_fraction)]

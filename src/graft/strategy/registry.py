@@ -41,7 +41,8 @@ class FitContext(Protocol):
 
     ``backbone`` is the network grafted to ``data``; ``out`` the run folder (a Path); ``plan`` the surgery plan
     (or None); ``strategy`` the parsed config; ``seed`` and ``progress`` as the caller gave them; ``log(message)``
-    for what the fit has to say (the training layer passes no one to tell: a no-op)."""
+    for what the fit has to say (the training layer passes no one to tell: a no-op); ``budget`` the seconds the
+    whole fit may take, evaluation included (None: no limit), counted from ``started`` (a ``time.perf_counter()``)."""
 
     backbone: Any
     data: Any
@@ -51,6 +52,8 @@ class FitContext(Protocol):
     seed: int
     progress: bool
     log: Callable[[str], None]
+    budget: float | None
+    started: float
 
     def write_json(self, name: str, obj: Any) -> None:
         """Write ``out/name`` atomically."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -104,9 +105,10 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
     """
     strategy = parse_strategy(strategy, **{k: v for k, v in strategy_options.items() if v is not None})
     out = Path(out)
-    if strategy.definition.fit is not None:  # a strategy that fits itself (multilayer: one pass, a solved head)
-        return _fit_own(strategy, backbone, data, out, seed=seed, resume=resume, plan=plan, progress=progress)
     seconds = parse_budget(budget)
+    if strategy.definition.fit is not None:  # a strategy that fits itself (multilayer: one pass, a solved head)
+        return _fit_own(strategy, backbone, data, out, seed=seed, resume=resume, plan=plan, progress=progress,
+                        budget=seconds)
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise GraftError("epochs as a positive integer", repr(epochs), "for example epochs=10")
     config_path = out / "config.json"
@@ -161,9 +163,11 @@ class _OwnFit:
     """The :class:`~graft.strategy.registry.FitContext` of a strategy with a ``fit`` of its own: it writes the
     same run folder as a Trainer run (config, plan, metrics, model.safetensors, run.json)."""
 
-    def __init__(self, strategy: Strategy, backbone: Backbone, data: Data, out: Path, seed: int, plan, progress):
+    def __init__(self, strategy: Strategy, backbone: Backbone, data: Data, out: Path, seed: int, plan, progress,
+                 budget: float | None = None):
         self.strategy, self.backbone, self.data, self.out, self.seed = strategy, backbone, data, out, seed
         self.plan, self.progress = plan, progress
+        self.budget, self.started = budget, time.perf_counter()  # seconds for the whole fit, evaluation included
         self.log = lambda message: None
         self.eval_split = "val" if "val" in data.splits else None
 
@@ -191,14 +195,14 @@ class _OwnFit:
 
 
 def _fit_own(strategy: Strategy, backbone: Backbone, data: Data, out: Path, *, seed: int, resume: bool, plan,
-             progress) -> RunRecord:
+             progress, budget: float | None = None) -> RunRecord:
     """A strategy that fits itself, in one go: a finished run is read back on resume; nothing half-done resumes."""
     if resume and (out / "run.json").is_file():
         return RunRecord.from_dict(json.loads((out / "run.json").read_text()))
     if (out / "run.json").exists() or (out / "checkpoints" / "last.json").exists():
         raise GraftError(f"an empty or new run folder for {out}", "a folder that already holds a run",
                          f"pass another out= ({strategy.label} fits in one go: there is nothing to resume)")
-    return strategy.definition.fit(_OwnFit(strategy, backbone, data, out, seed, plan, progress))
+    return strategy.definition.fit(_OwnFit(strategy, backbone, data, out, seed, plan, progress, budget))
 
 
 def _finish(trainer: Trainer, state, backbone: Backbone, data: Data, out: Path, strategy: Strategy, epochs: int,

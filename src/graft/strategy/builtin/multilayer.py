@@ -69,10 +69,14 @@ def fit_multilayer(run):
     layers = list(train.layers)
     val = extract_features(backbone, data, split="val", progress=bool(run.progress)) if "val" in data.splits else None
     say(f"features of {len(layers)} layers extracted in {time.perf_counter() - start:.1f} s")
+    budget = getattr(run, "budget", None)
+    # a budget (a comparison's share, --budget): the head's search stops where 80 % of it is spent, leaving the rest
+    # for the evaluation and the files; its first fit always runs
+    deadline = None if budget is None else getattr(run, "started", start) + 0.8 * budget
     result, head = multilayer_head({n: train.features(n) for n in layers}, train.labels(),
                                    None if val is None else {n: val.features(n) for n in layers},
                                    None if val is None else val.labels(), choose="eval" if val else "cv",
-                                   seed=run.seed, max_width=max_width)
+                                   seed=run.seed, max_width=max_width, deadline=deadline)
     used, widths, keep = _used(result, layers)
     config = {"layers": used, "widths": widths, "pool": "avg", "spatial_dims": backbone.spec.input.spatial_dims,
               "classes": len(data.spec.label_names), "kept": int(len(keep))}
