@@ -12,6 +12,7 @@ and what its cgroup (v2 ``memory.max`` or v1 ``memory.limit_in_bytes``) leaves, 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
@@ -105,6 +106,11 @@ def in_memory_limit() -> int:
     return max(256 * 2**20, available_memory() // 4)
 
 
+def bytes_text(nbytes: int) -> str:
+    """2.2 GiB, 23 MiB: a size as people read it."""
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MiB"
+
+
 def spill_dir() -> Path:
     """Where spill files go: ``$GRAFT_SPILL_DIR`` when set, else the system's temporary folder."""
     return Path(os.environ.get(SPILL_DIR_ENV) or tempfile.gettempdir())
@@ -126,7 +132,7 @@ def spill_array(shape: tuple[int, ...], dtype=np.float32) -> np.memmap:
         finally:
             os.unlink(name)
     except OSError as exc:
-        raise GraftError(f"room in {folder} for a {need / 2**30:.2f} GiB spill file (data too large for memory)",
+        raise GraftError(f"room in {folder} for a {bytes_text(need)} spill file (data too large for memory)",
                          f"{type(exc).__name__}: {exc}", f"free space there, or point {SPILL_DIR_ENV} at a disk "
                          "with room") from None
     return array
@@ -140,7 +146,7 @@ def _reserve(name: str) -> None:
     try:
         os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
     except OSError as exc:
-        if exc.errno not in (95, 22):  # EOPNOTSUPP, EINVAL: a file system without fallocate; written as it goes
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without fallocate: written as it goes
             raise
     finally:
         os.close(fd)

@@ -24,6 +24,7 @@ from graft.data.checks import fingerprint
 from graft.data.problems import ProblemLog
 from graft.data.timeseries import TS_SUFFIXES, bundled, read_series_file, split_files
 from graft.errors import DataError
+from graft.memory import bytes_text
 from graft.validation import is_dir, is_file
 from graft.validation import label_names as check_label_names
 
@@ -196,14 +197,14 @@ def _npz_arrays(p: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
                 if info.compress_type == zipfile.ZIP_STORED:
                     mapped = _mapped_member(p, info)
                     if mapped is not None:
-                        arrays[k], how[k] = mapped, f"memory-mapped from {p.name} ({_size(mapped.nbytes)}): " \
+                        arrays[k], how[k] = mapped, f"memory-mapped from {p.name} ({bytes_text(mapped.nbytes)}): " \
                                                     "read as needed, never loaded whole"
                         continue
                 elif info.file_size > in_memory_limit():
                     spilled = _spilled_member(zf, info)
                     if spilled is not None:
                         arrays[k], how[k] = spilled, f"decompressed to a spill file on disk " \
-                                                     f"({_size(spilled.nbytes)}, more than memory allows)"
+                                                     f"({bytes_text(spilled.nbytes)}, more than memory allows)"
                         continue
             try:
                 arrays[k] = z[k]
@@ -215,10 +216,6 @@ def _npz_arrays(p: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
                                 "unpickle", f"store {k} as numbers (np.asarray({k}, dtype=np.float32)) or "
                                 f"strings (np.asarray({k}, dtype=str))") from None
     return arrays, how
-
-
-def _size(nbytes: int) -> str:
-    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MiB"
 
 
 def _npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype] | None:
@@ -582,7 +579,7 @@ def _torch_dataset(ds, opt: Options) -> Raw:
     raw = _from_arrays(x, np.asarray(ys), type(ds).__name__, f"{type(ds).__name__} ({len(ds)} items)",
                        Options(**{**opt.__dict__, "layout": layout}))
     if spilled:
-        raw.notes.append(f"read into a spill file on disk ({_size(x.nbytes)}, more than memory allows)")
+        raw.notes.append(f"read into a spill file on disk ({bytes_text(x.nbytes)}, more than memory allows)")
     return raw
 
 
