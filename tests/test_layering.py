@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "graft"
 ORDER = ["data", "models", "surgery", "features", "measures", "strategy", "training", "export", "report", "workflow",
          "api", "demo", "cli"]
 # importable from every layer
-UTILITIES = {"errors", "validation", "jsonable", "progress", "files", "fingerprint", "threads", "text", "memory"}
+UTILITIES = {"errors", "validation", "jsonable", "progress", "files", "fingerprint", "threads", "text", "memory", "devices", "distributed"}
 ANYWHERE = UTILITIES | {"__init__", "__main__"}
 
 

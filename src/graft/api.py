@@ -102,7 +102,7 @@ def probe(model, data, *, split: str = "train", eval_split: str | None = "auto",
           max_samples: int | None = None, load_options: LoadOptions | dict | None = None,
           data_options: DataOptions | dict | None = None, cache_dir: str | Path | None = None, log=None,
           choose_c: str = "cv", multilayer=True, budget=None, started: float | None = None,
-          refine: bool | None = None) -> Measures:
+          refine: bool | None = None, device: str = "auto") -> Measures:
     """Measure how well each layer of ``model`` transfers to ``data``: linear-probe accuracy, LogME, H-score and
     similarity to the source per layer, LEEP and NCE of the source head; the best layer and why.
 
@@ -119,10 +119,11 @@ def probe(model, data, *, split: str = "train", eval_split: str | None = "auto",
     samples are drawn so the extraction fits, and the layers probed best-first until it is spent (the notes say
     which were left out). ``refine`` (default: with a budget): probe only the layers that can hold the best
     (:func:`graft.measures.summary.bounded`). With ``out``, writes ``out/measures.json`` (and ``out/measures.png``
-    with ``plot=True``).
+    with ``plot=True``). ``device``: where the network runs (``auto``: CUDA, then MPS, then the CPU); extraction
+    is in fp32 on it.
     """
     workflow = Workflow(model, data, load_options=load_options, data_options=data_options, seed=seed, log=log,
-                        budget=budget, started=started)
+                        budget=budget, started=started, device=device, precision="fp32")
     return workflow.probe(out, split=split, eval_split=eval_split, layers=layers, plot=plot, source_data=source_data,
                           source_split=source_split, input_size=input_size, batch_size=batch_size, folds=folds,
                           max_samples=max_samples, cache_dir=cache_dir, choose_c=choose_c, multilayer=multilayer,
@@ -132,29 +133,34 @@ def probe(model, data, *, split: str = "train", eval_split: str | None = "auto",
 def advise(model, data, *, out: str | Path | None = None, target: dict | None = None,
            max_samples: int = PROBE_SAMPLES, load_options: LoadOptions | dict | None = None,
            data_options: DataOptions | dict | None = None, seed: int = 0, log=None, multilayer: bool | str = "auto",
-           margin: float = 0.05, budget=None, started: float | None = None) -> Advice:
+           margin: float = 0.05, budget=None, started: float | None = None, device: str = "auto",
+           precision: str = "auto") -> Advice:
     """Probe ``model`` (grafted to ``data``) layer by layer on the training data, evaluated on ``val`` (never on
     test), and advise a strategy with its reasons. With ``out``: measures.json, measures.png, advice.json.
     ``multilayer``: also probe every layer at once, which makes ``multilayer`` a candidate; ``"auto"``: only when
     the per-layer measures leave a strategy that needs it a chance
     (:func:`graft.strategy.advisor.measure_skip_reason`). ``margin``: candidates scoring this close to the best
     are ambiguous (trials settle them in ``fine_tune(strategy="auto")``). ``budget`` (counted from ``started`` or
-    the call): the measuring is planned to fit in it (graft.training.budget.plan_measuring)."""
+    the call): the measuring is planned to fit in it (graft.training.budget.plan_measuring). ``device`` and
+    ``precision``: where it measures, and the precision the step times are timed in (graft.devices)."""
     workflow = Workflow(model, data, load_options=load_options, data_options=data_options, target=target, seed=seed,
-                        log=log, budget=budget, started=started)
+                        log=log, budget=budget, started=started, device=device, precision=precision)
     return workflow.advise(out, max_samples=max_samples, multilayer=multilayer, margin=margin)
 
 
 def compare(model, data, out: str | Path, *, strategies=None, budget="15m", seeds=(0,),
             batch_size: int = 32, max_epochs: int = 30, target: dict | None = None,
             load_options: LoadOptions | dict | None = None, data_options: DataOptions | dict | None = None, log=None,
-            report: bool = True, started: float | None = None, **strategy_options) -> Comparison:
+            report: bool = True, started: float | None = None, device: str = "auto", precision: str = "auto",
+            **strategy_options) -> Comparison:
     """Run ``strategies`` (default: the registry's default comparison, graft.strategy.default_comparison()) on the
     same splits with equal shares of ``budget`` (the whole call's, from ``started`` or the call: loading, timing and
-    the report are set aside first); comparison.json, plots, report.html."""
+    the report are set aside first); comparison.json, plots, report.html. ``device`` and ``precision``: where and
+    how every run trains (graft.devices)."""
     seeds = tuple(seeds)
     workflow = Workflow(model, data, load_options=load_options, data_options=data_options, target=target,
-                        budget=budget, batch_size=batch_size, seed=seeds[0] if seeds else 0, log=log, started=started)
+                        budget=budget, batch_size=batch_size, seed=seeds[0] if seeds else 0, log=log, started=started,
+                        device=device, precision=precision)
     return workflow.compare(out, strategies=strategies, seeds=seeds, max_epochs=max_epochs, report=report,
                             **strategy_options)
 
@@ -164,7 +170,7 @@ def fine_tune(model, data, out: str | Path, *, strategy="full", epochs: int | No
               plateau: int | None = None, load_options: LoadOptions | dict | None = None,
               data_options: DataOptions | dict | None = None, target: dict | None = None, log=None, messages=None,
               progress=True, report: bool = True, keep_going: bool = False, started: float | None = None,
-              **strategy_options) -> RunRecord:
+              device: str = "auto", precision: str = "auto", **strategy_options) -> RunRecord:
     """Adapt ``model`` to ``data`` and train it with ``strategy`` into the run folder ``out``.
 
     The surgery is planned from the data (``target`` overrides fields: ``keep_rows``, ``size_mode``...), applied
@@ -181,9 +187,15 @@ def fine_tune(model, data, out: str | Path, *, strategy="full", epochs: int | No
     needs to adapt soundly is refused, and ``"auto"`` fits only a strategy that is sound in the time left; a result
     below a linear head on the same features carries a warning (``record.warnings``). ``keep_going=True`` fits
     what fits anyway.
+
+    ``device`` (``auto``: CUDA, then MPS, then the CPU; ``cpu``, ``cuda``, ``cuda:N``, ``mps``) and ``precision``
+    (``auto``: bf16 autocast on a GPU that supports it, else fp32; ``fp32``, ``bf16``, ``fp16`` with a gradient
+    scaler) say where and how it trains; ``config.json`` records them. Started under ``torchrun``, it trains
+    data-parallel (DistributedDataParallel) and rank 0 writes the run folder.
     """
     workflow = Workflow(model, data, load_options=load_options, data_options=data_options, target=target,
-                        budget=budget, batch_size=batch_size, seed=seed, log=messages, started=started)
+                        budget=budget, batch_size=batch_size, seed=seed, log=messages, started=started,
+                        device=device, precision=precision)
     return workflow.fit(out, strategy=strategy, epochs=epochs, resume=resume, patience=patience, plateau=plateau,
                         epoch_log=log, progress=progress, report=report, keep_going=keep_going, **strategy_options)
 
@@ -205,19 +217,26 @@ def preprocessing(backbone: Backbone, *, resize: bool = False) -> Preprocess:
 
 def pretrain(arch: str, data: Data | str | Path, out: str | Path, *, epochs: int = 20, lr: float = 1e-3,
              batch_size: int = 64, seed: int = 0, log=None, data_options: DataOptions | dict | None = None,
-             **model_kwargs) -> tuple[Backbone, list[dict]]:
+             device: str = "auto", precision: str = "auto", **model_kwargs) -> tuple[Backbone, list[dict]]:
     """Train a fresh ``arch`` (zoo or timm name) on ``data`` and save it to ``out/model.safetensors`` with
     its classes, input spec and feature names, so it can be the source of a transfer.
 
     ``data_options`` say how to read ``data`` when it is a path. Writes ``out/dataset.json``,
     ``out/splits.json`` and ``out/history.jsonl`` next to the weights. Evaluation uses the ``val`` split, else
-    ``test``. (It runs graft.training.fit, not the Trainer: that module says why.)
+    ``test``. (It runs graft.training.fit, not the Trainer: that module says why.) ``device`` and ``precision``:
+    where and how it trains (graft.devices); the saved weights are device-free.
     """
     import json
 
     import torch
 
+    from graft.devices import Runtime
     from graft.training import fit
+
+    runtime = Runtime.resolve(device, precision)
+    if runtime.distributed:
+        raise GraftError("graft pretrain in one process", f"a torchrun launch of {runtime.world_size} processes",
+                         "run graft pretrain without torchrun (--device cuda takes one GPU); torchrun runs graft fit")
 
     data = as_data(data, data_options)
     spec = data.spec
@@ -239,7 +258,7 @@ def pretrain(arch: str, data: Data | str | Path, out: str | Path, *, epochs: int
 
     evaluation = data.loader(eval_split, data.inference_batch_size(eval_split), shuffle=False) if eval_split else None
     result = fit(backbone.module, data.loader("train", batch_size, seed=seed), evaluation, epochs=epochs, lr=lr,
-                 seed=seed, eval_split=eval_split, log=record)
+                 seed=seed, eval_split=eval_split, log=record, runtime=runtime)
     backbone.spec = replace(backbone.spec, weights=str(out / "model.safetensors"),
                             notes=(*backbone.spec.notes, f"pretrained by graft on {spec.name} for {epochs} epochs"))
     save_model(backbone, out / "model.safetensors")
@@ -249,12 +268,16 @@ def pretrain(arch: str, data: Data | str | Path, out: str | Path, *, epochs: int
 
 
 def predict(run, data, *, split: str | None = None, data_options: DataOptions | dict | None = None,
-            out: str | Path | None = None):
+            out: str | Path | None = None, device: str = "auto", precision: str = "auto"):
     """Predictions of a finished run (or a Backbone) on ``data[split]`` (default: test, else the only split).
 
     Returns ``(ids, predicted names, probabilities (N, C), Metrics or None)``; the metrics are computed when
-    the data's classes are the run's. With ``out``, writes a CSV of id, prediction and probability.
+    the data's classes are the run's. With ``out``, writes a CSV of id, prediction and probability. ``device``
+    and ``precision``: where and how the network runs (graft.devices); the probabilities are float32.
     """
+    from graft.devices import Runtime
+
+    runtime = Runtime.resolve(device, precision)
     import csv
     import io
 
@@ -268,11 +291,15 @@ def predict(run, data, *, split: str | None = None, data_options: DataOptions | 
     split = split or ("test" if "test" in data.splits else list(data.splits)[0])
     names = list(backbone.spec.label_names or [])
     inp = backbone.spec.input
-    module = torch.nn.Sequential(BatchPreprocess(Preprocess(inp.mean, inp.std, None)), backbone.module).eval()
+    module = torch.nn.Sequential(BatchPreprocess(Preprocess(inp.mean, inp.std, None)),
+                                 runtime.place(backbone.module)).eval()
     probs = []
+    size = data.inference_batch_size(split, runtime.torch_device, input_size=run_size(backbone))
     with torch.inference_mode():
-        for x, _ in data.loader(split, data.inference_batch_size(split, input_size=run_size(backbone)), shuffle=False):
-            probs.append(torch.softmax(module(x), 1).numpy())
+        for x, _ in data.loader(split, size, shuffle=False, pin_memory=runtime.pin_memory):
+            with runtime.autocast():
+                logits = module(runtime.to(x))
+            probs.append(torch.softmax(logits.float(), 1).cpu().numpy())
     p = np.concatenate(probs) if probs else np.zeros((0, len(names)))
     pred = p.argmax(1)
     ids = list(getattr(data[split], "ids", range(len(p))))

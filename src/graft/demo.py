@@ -59,10 +59,11 @@ def asset(name: str) -> Path:
 
 def _logits(net, x: torch.Tensor, progress: Progress | None, batch: int = 250) -> torch.Tensor:
     outs = []
+    device = next((p.device for p in net.parameters()), torch.device("cpu"))
     task = progress.add_task("running the grafted network", total=len(x)) if progress else None
     with eval_mode(net), torch.inference_mode():
         for i in range(0, len(x), batch):
-            outs.append(net(x[i:i + batch]))
+            outs.append(net(x[i:i + batch].to(device)).float().cpu())
             if progress:
                 progress.advance(task, len(x[i:i + batch]))
     return torch.cat(outs)
@@ -86,10 +87,11 @@ def _fresh(run_dir: Path, con: Console) -> None:
 
 
 def run_demo(out: str | Path = "runs/demo", console: Console | None = None, budget=DEMO_BUDGET,
-             started: float | None = None) -> DemoResult:
+             started: float | None = None, device: str = "auto", precision: str = "auto") -> DemoResult:
     """Run the demo within ``budget`` (seconds, or "2m"), counted from ``started`` (a ``time.perf_counter()``
     value; default: now; the CLI passes the moment the command started); write the run folder ``out``; return what
-    was measured."""
+    was measured. ``device`` and ``precision``: where and how it runs (graft.devices; the CPU on a machine without a
+    GPU)."""
     con = console or text_console()
     start = time.perf_counter() if started is None else started
     seconds = parse_budget(budget)
@@ -102,7 +104,8 @@ def run_demo(out: str | Path = "runs/demo", console: Console | None = None, budg
     con.rule(styled(("graft demo", "bold"), f": a CIFAR-10 ResNet-20 taken to 2000 MNIST digits, in {seconds:.0f} s"))
     con.print(styled(("1. the network", "bold"), " (embedded: akamaster's CIFAR-10 ResNet-20, BSD-2-Clause)"))
     wf = Workflow(model_file, data_file, data_options=dict(val_fraction=0.2, test_fraction=0.2, seed=0),
-                  budget=seconds, log=say, started=start)
+                  budget=seconds, log=say, started=start, device=device, precision=precision)
+    wf.one_process("graft demo")
     backbone, data = wf.backbone, wf.data
     con.print(backbone.spec.render(width=con.width))
     con.print(f"  {backbone.load_report.summary()}")

@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from graft.data import Data, DatasetSpec, load_data
+import graft.distributed as distributed
 from graft.data.options import DataOptions
+from graft.devices import Runtime
 from graft.errors import GraftError
 from graft.features import extract_features as _extract_features
 from graft.files import folder_lock, write_json
@@ -96,11 +98,12 @@ def is_auto(strategy) -> bool:
 
 def _holding_out(method):
     """Run ``method`` holding its ``out`` folder (graft.files.folder_lock): a second process that would write the
-    same run folder is refused with the pid that holds it, instead of both writing it."""
+    same run folder is refused with the pid that holds it, instead of both writing it. Under torchrun rank 0 holds
+    it for all the ranks (they write nothing)."""
     @wraps(method)
     def locked(self, *args, **kwargs):
         out = kwargs.get("out", args[0] if args else None)
-        if out is None:
+        if out is None or not self.runtime.is_main:
             return method(self, *args, **kwargs)
         with folder_lock(out):
             return method(self, *args, **kwargs)
@@ -116,21 +119,28 @@ class Workflow:
     (``keep_rows``, ``size_mode``...); ``budget``: the time for every stage ("10m", seconds), counted from
     ``started`` (a ``time.perf_counter()`` value: the CLI passes when the command began) or else from when the
     workflow is made, loading included: a contract, each stage plans its work to what is left of it;
-    ``log``: receives the stages' messages (strings).
+    ``log``: receives the stages' messages (strings). ``device`` (``auto``: CUDA, then MPS, then the CPU) and
+    ``precision`` (``auto``: bf16 on a GPU that has it, else fp32) are resolved once into :attr:`runtime`
+    (graft.devices.Runtime), where every stage computes; under torchrun it carries the ranks, and rank 0 writes.
     """
 
     def __init__(self, model, data, *, load_options: LoadOptions | dict | None = None,
                  data_options: DataOptions | dict | None = None, target: dict | None = None, budget=None,
-                 batch_size: int = 32, seed: int = 0, log=None, started: float | None = None):
+                 batch_size: int = 32, seed: int = 0, log=None, started: float | None = None,
+                 device: str | Runtime | None = "auto", precision: str | None = "auto"):
         self.start = time.perf_counter() if started is None else float(started)
         import torch
 
         self.seconds = parse_budget(budget)  # the budget, parsed once
+        self.runtime = Runtime.resolve(device, precision)  # where every stage computes, resolved once
+        distributed.initialize(self.runtime)
         self.batch_size, self.seed = batch_size, seed
-        self.say = log or (lambda message: None)
+        say = log or (lambda message: None)
+        self.say = say if self.runtime.is_main else (lambda message: None)  # under torchrun rank 0 speaks
         self.target = dict(target or {})
         torch.manual_seed(seed)  # a randomly initialized network (pretrained=False) is the same on every call
         self.backbone = as_backbone(model, load_options)
+        self.runtime.place(self.backbone.module)
         self.data = as_data(data, data_options)
 
     # --- what the stages share, each computed once --------------------------------------------------------------
@@ -151,7 +161,7 @@ class Workflow:
     @cached_property
     def step_times(self):
         """Seconds per training step and per forward pass, timed once on a copy (graft.training.budget)."""
-        return measure_step_times(self.grafted, self.data, self.batch_size, self.seed)
+        return measure_step_times(self.grafted, self.data, self.batch_size, self.seed, runtime=self.runtime)
 
     @cached_property
     def has_adapter(self) -> bool:
@@ -217,6 +227,14 @@ class Workflow:
                               last_dim=network.spec.head.in_features,
                               fits=1.0 if choose_c == "eval" and held_out else float(folds + held_out))
 
+    def one_process(self, what: str) -> None:
+        """Refuse ``what`` under torchrun: only training in epochs (graft fit with a strategy) runs data-parallel."""
+        if self.runtime.distributed:
+            raise GraftError(f"{what} in one process (under torchrun graft runs fit with a named strategy)",
+                             f"a torchrun launch of {self.runtime.world_size} processes",
+                             f"run {what} without torchrun (--device cuda takes one GPU); for --strategy auto, run "
+                             "graft advise first, then torchrun ... graft fit --strategy THE_ADVICE")
+
     # --- the stages -----------------------------------------------------------------------------------------------
     @_holding_out
     def probe(self, out: str | Path | None = None, *, network: Backbone | None = None, split: str = "train",
@@ -230,6 +248,7 @@ class Workflow:
         ``time.perf_counter()`` value; default with a budget: the budget's end, less writing the measures): the
         layers are probed best-first until then (graft.measures.summary.measure_layers); with a budget the samples
         are drawn so the extraction fits too."""
+        self.one_process("graft probe")
         backbone = network if network is not None else self.backbone
         seed = self.seed if seed is None else seed
         if eval_split == "auto":
@@ -407,6 +426,7 @@ class Workflow:
         """Run ``strategies`` on the same splits with equal shares of the budget (default 15 minutes; ``budget``:
         at most these seconds of it, each run's evaluation and model included); comparison.json, plots, report.html.
         See :func:`graft.compare`."""
+        self.one_process("graft compare")
         cap = budget
         check_splits(self.data)
         if isinstance(strategies, str):
@@ -428,7 +448,7 @@ class Workflow:
                 budget = min(budget, max(0.0, float(cap) - finishing - (self.finish() if report else 0.0)))
         result = _compare(self.backbone, self.data, self.plan, out, strategies=strategies, budget=budget, seeds=seeds,
                           batch_size=self.batch_size, max_epochs=max_epochs, log=self.say, grafted=self.grafted,
-                          times=self.step_times, **strategy_options)
+                          times=self.step_times, runtime=self.runtime, **strategy_options)
         from graft.report.compare_plots import write_comparison_plots
         from graft.report.plots import plot_run
 
@@ -458,6 +478,7 @@ class Workflow:
                              "make the fit a workflow of its own, or give this one a larger budget")
         budget, advice = self.for_training(), None
         if is_auto(strategy):
+            self.one_process("graft fit --strategy auto")
             advice, options, epochs, budget = self._decide(out, epochs=epochs, resume=resume, margin=margin,
                                                            trial_share=trial_share, min_trial_val=min_trial_val,
                                                            keep_going=keep_going)
@@ -471,7 +492,9 @@ class Workflow:
                             batch_size=self.batch_size, seed=self.seed, resume=resume, patience=patience,
                             plateau=plateau, plan=self.plan, log=epoch_log, progress=progress,
                             times=self.step_times if self._needs_times(strategy, epochs, resume) else None,
-                            keep_going=keep_going or advice is not None, **strategy_options)
+                            keep_going=keep_going or advice is not None, runtime=self.runtime, **strategy_options)
+        if not self.runtime.is_main:  # the other ranks of a torchrun launch: rank 0 draws and reports
+            return record
         if advice is not None:
             record = self._against_linear(record, out, keep_going)
         from graft.report.plots import plot_run
@@ -548,7 +571,7 @@ class Workflow:
                 winner, trials = successive_halving(self.backbone, self.data, self.plan, out, candidates,
                                                     self.for_training() * trial_share, self.step_times,
                                                     batch_size=self.batch_size, seed=self.seed,
-                                                    has_adapter=self.has_adapter, log=say)
+                                                    has_adapter=self.has_adapter, log=say, runtime=self.runtime)
                 advice = with_trials(advice, winner, trials)
                 from graft.report.plots import plot_run
 

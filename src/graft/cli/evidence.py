@@ -12,11 +12,13 @@ from graft.cli.options import (
     DEFAULT_COMPARISON,
     RegistryHelpFormatter,
     add_data_options,
+    add_device_options,
     add_model_options,
     add_output_options,
     add_target_options,
     add_training_options,
     data_options,
+    device_options,
     human_console,
     load_options,
     printer,
@@ -48,6 +50,7 @@ def add_probe(sub) -> None:
                    help="probe only the layers that can hold the best (the probes on either side of a layer below "
                    "the best's interval leave it out); default: with --budget")
     add_training_options(p, ("budget",))
+    add_device_options(p, precision=False)
     g = add_output_options(p, out="run folder for measures.json (and measures.png with --plot)", json=True)
     g.add_argument("--plot", action="store_true", help="write measures.png: the per-layer curves")
     p.set_defaults(handler=probe)
@@ -66,7 +69,8 @@ def probe(args: argparse.Namespace, console: Console) -> int:
                        input_size=size(args.input_size), batch_size=args.batch_size, seed=args.seed,
                        max_samples=args.max_samples, multilayer=not args.no_multilayer, refine=args.refine,
                        load_options=load_options(args), data_options=data_options(args), budget=args.budget,
-                       started=args.started, log=None if args.json else printer(text_console(stderr=True)))
+                       started=args.started, log=None if args.json else printer(text_console(stderr=True)),
+                       device=args.device)
     print(measures.to_json() if args.json else measures.render(width=console.width))
     if args.out and not args.json:
         written = "measures.json" + (" and measures.png" if args.plot else "")
@@ -85,6 +89,7 @@ def add_compare(sub) -> None:
     g.add_argument("--seeds", type=int, default=1, help="runs per strategy (mean and spread; default 1)")
     g.add_argument("--max-epochs", type=int, default=30, help="at most this many epochs per run (default 30)")
     add_training_options(p, ("budget", "lr", "batch-size"), budget="15m", batch_size=32)
+    add_device_options(p)
     add_target_options(p, size_mode=False)
     add_output_options(p, out="folder: comparison.json, runs/, plots, report.html", required=True, json=True)
     p.set_defaults(handler=compare)
@@ -102,6 +107,7 @@ def compare(args: argparse.Namespace, console: Console) -> int:
                               seeds=tuple(range(args.seed, args.seed + args.seeds)), batch_size=args.batch_size,
                               max_epochs=args.max_epochs, target=target(args), load_options=load_options(args),
                               data_options=data_options(args), log=say, started=args.started,
+                              **device_options(args),
                               **({"lr": args.lr} if args.lr else {}))
     table = Table(title=f"{result.model} -> {result.data}: {result.budget_seconds:.0f} s in all")
     for name in ("strategy", "val", result.split or "test", "F1", "epochs", "s", "trained", "ms"):
@@ -128,6 +134,7 @@ def add_advise(sub) -> None:
     g.add_argument("--no-multilayer", action="store_true",
                    help="skip the probe over every layer at once, and with it the multilayer candidate")
     add_training_options(p, ("budget",))
+    add_device_options(p)
     add_target_options(p, size_mode=False)
     add_output_options(p, out="folder for measures.json, measures.png, advice.json", json=True)
     p.set_defaults(handler=advise)
@@ -140,7 +147,7 @@ def advise(args: argparse.Namespace, console: Console) -> int:
     advice = recommend(args.model, args.data, out=args.out, target=target(args), max_samples=args.max_samples,
                        load_options=load_options(args), data_options=data_options(args),
                        log=None if args.json else say, multilayer=False if args.no_multilayer else "auto",
-                       budget=args.budget, started=args.started)
+                       budget=args.budget, started=args.started, **device_options(args))
     if args.json:
         print(advice.to_json())
     else:

@@ -167,6 +167,25 @@ def add_training_options(p: argparse.ArgumentParser, names: Iterable[str] = tupl
         raise TypeError(f"defaults for options not added: {sorted(defaults)}")
 
 
+# -- where it runs ------------------------------------------------------------------------------------------
+
+def add_device_options(p: argparse.ArgumentParser, *, precision: bool = True):
+    """``--device`` and ``--precision`` (graft.devices); the group."""
+    g = p.add_argument_group("device", "where the network runs (under torchrun, each rank takes its LOCAL_RANK's GPU)")
+    g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps "
+                   "(default %(default)s)")
+    if precision:
+        g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                       help="auto: bf16 autocast on a GPU that supports it, fp32 elsewhere; fp16 trains with a "
+                       "gradient scaler, on CUDA only (default %(default)s)")
+    return g
+
+
+def device_options(args: argparse.Namespace) -> dict:
+    """The ``device=`` and ``precision=`` keywords of ``args``."""
+    return {"device": args.device, "precision": getattr(args, "precision", "fp32")}
+
+
 # -- the surgery target ------------------------------------------------------------------------------------
 
 def add_target_options(p: argparse.ArgumentParser, *, size_mode: bool = True, run_size: bool = True):

@@ -7,7 +7,8 @@ import argparse
 
 from rich.console import Console
 
-from graft.cli.options import add_data_options, add_output_options, data_options, size
+from graft.cli.options import (add_data_options, add_device_options, add_output_options, data_options,
+                               device_options, size)
 
 
 def add_predict(sub) -> None:
@@ -15,6 +16,7 @@ def add_predict(sub) -> None:
     p.add_argument("run", help="a run folder written by graft fit")
     add_data_options(p)
     p.add_argument("--split", help="which split (default test, else the only one)")
+    add_device_options(p)
     add_output_options(p, out="write predictions as CSV (id, prediction, probability)")
     p.set_defaults(handler=predict)
 
@@ -23,7 +25,7 @@ def predict(args: argparse.Namespace, console: Console) -> int:
     from graft.api import predict as run_on
 
     ids, labels, probs, metrics = run_on(args.run, args.data, split=args.split, data_options=data_options(args),
-                                         out=args.out)
+                                         out=args.out, **device_options(args))
     if metrics is not None:
         print(metrics.render(width=console.width))
     else:

@@ -12,11 +12,13 @@ from graft.cli.options import (
     STRATEGIES,
     RegistryHelpFormatter,
     add_data_options,
+    add_device_options,
     add_model_options,
     add_output_options,
     add_target_options,
     add_training_options,
     data_options,
+    device_options,
     human_console,
     load_options,
     printer,
@@ -30,6 +32,7 @@ def add_pretrain(sub) -> None:
     p.add_argument("--width", type=int, help="width of a zoo network (filters of its first block)")
     add_data_options(p, positional=True)
     add_training_options(p, ("epochs", "lr", "batch-size"), epochs=20, lr=1e-3, batch_size=64)
+    add_device_options(p)
     add_output_options(p, out="run folder: model.safetensors, history.jsonl, splits.json", required=True)
     p.set_defaults(handler=pretrain)
 
@@ -44,7 +47,7 @@ def pretrain(args: argparse.Namespace, console: Console) -> int:
 
     extra = {"width": args.width} if args.width else {}
     backbone, _ = train(args.arch, args.data, args.out, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                        seed=args.seed, log=show, data_options=data_options(args), **extra)
+                        seed=args.seed, log=show, data_options=data_options(args), **device_options(args), **extra)
     console.print(f"saved {backbone.spec.weights} ({backbone.spec.num_params:,} parameters, "
                   f"{len(backbone.spec.label_names or ())} classes)", highlight=False)
     return 0
@@ -61,6 +64,7 @@ def add_fit(sub) -> None:
     g.add_argument("--keep-going", action="store_true", help="fit even when the budget affords fewer epochs than "
                    "the strategy needs, and exit 0 on a result below a linear head (default: refuse, exit 3)")
     add_training_options(p, batch_size=32)
+    add_device_options(p)
     add_target_options(p)
     add_output_options(p, out="run folder (runs/NAME)", required=True, json=True, quiet=True)
     p.set_defaults(handler=fit)
@@ -83,6 +87,7 @@ def fit(args: argparse.Namespace, console: Console) -> int:
                        plateau=args.plateau, load_options=load_options(args), data_options=data_options(args),
                        target=target(args), messages=printer(human), log=None if args.quiet else show,
                        progress=not args.quiet, keep_going=args.keep_going, started=args.started,
+                       **device_options(args),
                        **{k: v for k, v in tuning.items() if v is not None})
     final = (f"{record.final_split} accuracy {record.final_accuracy:.3f}, macro-F1 {record.final_macro_f1:.3f}"
              if record.final_accuracy is not None else "no held-out split to evaluate")

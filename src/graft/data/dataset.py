@@ -149,6 +149,8 @@ def inference_batch_size(device: torch.device | str = "cpu", sample_shape: tuple
 def default_workers(dataset: Dataset) -> int:
     """Worker processes for a loader: none for in-memory arrays (a worker only adds IPC); for files, the cores
     left after torch's own threads, up to 4 (on 2 cores that is none: measured faster, see BENCHMARKS.md)."""
+    if isinstance(dataset, torch.utils.data.Subset):
+        return default_workers(dataset.dataset)
     if isinstance(dataset, ArrayDataset) and dataset.transform is None:
         return 0
     return max(0, min(4, (os.cpu_count() or 1) - torch.get_num_threads()))
@@ -254,16 +256,25 @@ class Data:
         return size
 
     def loader(self, split: str = "train", batch_size: int = 64, shuffle: bool | None = None,
-               workers: int | None = None, transform: Callable | None = None, seed: int = 0) -> DataLoader:
-        """A ``DataLoader`` over ``split``: shuffled for train, workers for file-backed data (see ``default_workers``)."""
+               workers: int | None = None, transform: Callable | None = None, seed: int = 0, *,
+               rows: Sequence[int] | None = None, batches: Sequence[Sequence[int]] | None = None,
+               pin_memory: bool = False) -> DataLoader:
+        """A ``DataLoader`` over ``split``: shuffled for train, workers for file-backed data (see ``default_workers``).
+        ``rows``: only these samples, in this order (a rank's shard); ``batches``: exactly these batches of sample
+        indices (a rank's part of each global batch); ``pin_memory``: page-locked batches for a GPU."""
         ds = self[split]
         if transform is not None:
             ds = ds.with_transform(transform)
+        if rows is not None:
+            ds = torch.utils.data.Subset(ds, [int(i) for i in rows])
         workers = default_workers(ds) if workers is None else workers
         gen = torch.Generator().manual_seed(seed)
+        if batches is not None:
+            return DataLoader(ds, batch_sampler=[[int(i) for i in b] for b in batches], num_workers=workers,
+                              persistent_workers=workers > 0, pin_memory=pin_memory)
         return DataLoader(ds, batch_size=batch_size, shuffle=(split == "train") if shuffle is None else shuffle,
                           num_workers=workers, persistent_workers=workers > 0, generator=gen,
-                          pin_memory=False)
+                          pin_memory=pin_memory)
 
     def write_splits(self, run_dir: str | Path) -> Path:
         """Record how the splits were made (seed, fractions, the ids in each) as ``splits.json``, atomically."""

@@ -260,7 +260,7 @@ def _checked_size(input_size, data: Data) -> tuple[int, ...] | None:
 def extract_features(backbone: Backbone, data: Data, *, split: str = "train", layers=None, pool: str = "avg",
                      batch_size: int | None = None, input_size: tuple[int, ...] | None = None, normalize: bool = True,
                      transform=None, batchnorm: bool = False, cache: bool = True,
-                     cache_dir: str | Path | None = None, device: str | torch.device = "cpu",
+                     cache_dir: str | Path | None = None, device: str | torch.device | None = None,
                      workers: int | None = None, progress: bool = True) -> FeatureSet:
     """Run ``backbone`` once over ``data[split]`` and keep pooled features of several layers.
 
@@ -276,6 +276,9 @@ def extract_features(backbone: Backbone, data: Data, *, split: str = "train", la
     transform: an extra per-sample transform; a random one (augmentation) disables the cache (said in notes).
     batchnorm: also gather the mean and variance of every BatchNorm layer's input (for similarity; ``graft
         probe`` turns it on). It costs 5-15 % more time (two reductions per BN layer and batch; BENCHMARKS.md).
+    device: where the batches go (default: where the network's parameters are; the workflow places the network
+        on its run's device). Extraction runs in fp32 whatever the run's precision: the measures compare features
+        with the source's fp32 BatchNorm statistics.
     cache: read and write the disk cache (``cache_dir``, default :func:`graft.features.cache.default_root`);
         ``False`` writes to a temporary folder removed at exit.
 
@@ -310,7 +313,11 @@ def extract_features(backbone: Backbone, data: Data, *, split: str = "train", la
         notes.append(f"not cached: the transform {transform!r} is random (augmentation), so its features differ "
                      "on every pass")
     start = time.perf_counter()
+    device = torch.device(device) if device is not None else next(
+        (p.device for p in backbone.module.parameters()), torch.device("cpu"))
     material = {**_material(backbone, data, split, chosen, pool, prep, transform, batchnorm), "grey_to_rgb": grey_to_rgb}
+    if device.type != "cpu":  # another device's kernels round differently: its own entry (CPU keys unchanged)
+        material["device"] = device.type
     if grey_to_rgb:
         notes.append("grey images are repeated on the network's 3 input channels")
     key = cache_key(material)
@@ -336,7 +343,6 @@ def extract_features(backbone: Backbone, data: Data, *, split: str = "train", la
 
     module = backbone.module
     was_training = module.training
-    device = torch.device(device)
     blocks = [b.name for b in backbone.spec.blocks]
     taps: _Taps | None = None
     arrays: dict[str, np.memmap] = {}
@@ -346,7 +352,8 @@ def extract_features(backbone: Backbone, data: Data, *, split: str = "train", la
         taps = _Taps(module, chosen, pool, inp.spatial_dims, batchnorm, blocks)
         if batch_size is None:
             batch_size = data.inference_batch_size(split, device, input_size)
-        loader = data.loader(split, batch_size, shuffle=False, workers=workers, transform=transform)
+        loader = data.loader(split, batch_size, shuffle=False, workers=workers, transform=transform,
+                             pin_memory=device.type == "cuda")
         n = len(ds)
         with EntryWriter(root, key) as writer, torch.inference_mode():
             row = batches_done = 0
@@ -355,10 +362,19 @@ def extract_features(backbone: Backbone, data: Data, *, split: str = "train", la
             for x, _ in batches:
                 taps.outputs.clear()
                 taps.calls.clear()
-                x = x.to(device)
+                x = x.to(device, non_blocking=device.type == "cuda")
                 if grey_to_rgb:
                     x = x.expand(-1, 3, *x.shape[2:])
-                out = module(prep.batch(x))
+                try:
+                    out = module(prep.batch(x))
+                except Exception as exc:
+                    from graft.devices import is_out_of_memory
+
+                    if is_out_of_memory(exc):
+                        raise GraftError(f"memory on {device} for extracting a batch of {len(x)}",
+                                         "out of memory", f"pass a smaller batch: batch_size={max(1, len(x) // 2)} "
+                                         f"(--batch-size {max(1, len(x) // 2)})") from None
+                    raise
                 twice = [k for k, v in taps.calls.items() if v > 1]
                 if twice:
                     raise GraftError("tapped layers that run once per forward pass", f"{twice} ran more than once",

@@ -31,7 +31,7 @@ def trial_candidates(advice: Advice, margin: float = 0.05, max_candidates: int =
 
 def successive_halving(backbone: Backbone, data: Data, plan: SurgeryPlan, out: str | Path, candidates: list[str],
                        budget: float, times: StepTimes, *, batch_size: int = 32, seed: int = 0, max_epochs: int = 30,
-                       has_adapter: bool = False, log=None) -> tuple[str, list[dict]]:
+                       has_adapter: bool = False, log=None, runtime=None) -> tuple[str, list[dict]]:
     """The best of ``candidates`` by validation accuracy after short runs; and every trial's rounds."""
     say = log or (lambda message: None)
     out = Path(out)
@@ -56,7 +56,7 @@ def successive_halving(backbone: Backbone, data: Data, plan: SurgeryPlan, out: s
                 scores[name] = -1.0
                 continue
             run_dir = out / "trials" / f"round{r + 1}-{name.replace(':', '')}"
-            record = _run(backbone, plan, data, run_dir, strategy, epochs, share, seed, batch_size, False)
+            record = _run(backbone, plan, data, run_dir, strategy, epochs, share, seed, batch_size, False, runtime)
             accuracy = record.best_accuracy if record.best_accuracy is not None else -1.0
             scores[name] = accuracy
             trials[name]["rounds"].append({"round": r + 1, "budget_seconds": round(share, 1), "epochs": epochs,

@@ -74,9 +74,14 @@ class StepTimes:
 
 
 def measure_step_times(backbone: Backbone, data: Data, batch_size: int, seed: int = 0,
-                       eval_split: str | None = "val") -> StepTimes:
-    """Time 5 training steps and 5 forward passes (medians) of ``backbone`` on ``data`` (a copy: the network is untouched)."""
-    module = copy.deepcopy(backbone.module).train()
+                       eval_split: str | None = "val", runtime=None) -> StepTimes:
+    """Time 5 training steps and 5 forward passes (medians) of ``backbone`` on ``data`` (a copy: the network is
+    untouched), on ``runtime``'s device and precision (graft.devices.Runtime; default the CPU in fp32)."""
+    from graft.devices import CPU
+
+    runtime = runtime or CPU
+    sync = torch.cuda.synchronize if runtime.torch_device.type == "cuda" else (lambda: None)
+    module = runtime.place(copy.deepcopy(backbone.module).train())
     for p in module.parameters():
         p.requires_grad_(True)
     names = [b.name for b in backbone.spec.blocks if b.name != "input_layer"]
@@ -90,31 +95,45 @@ def measure_step_times(backbone: Backbone, data: Data, batch_size: int, seed: in
             continue
 
         def before(_m, _args, i=i):
+            if timing["on"]:
+                sync()
             timing[i] = time.perf_counter()
 
         def after(_m, _args, _out, i=i):
             if timing["on"] and i in timing:
+                sync()
                 spent[i] += time.perf_counter() - timing[i]
 
         handles += [block.register_forward_pre_hook(before), block.register_forward_hook(after)]
     inp = backbone.spec.input
     prep = Preprocess(inp.mean, inp.std, None)
     opt = torch.optim.AdamW(list(module.parameters()), lr=1e-6)
-    loader = data.loader("train", batch_size, shuffle=True, seed=seed)
+    loader = data.loader("train", batch_size, shuffle=True, seed=seed, pin_memory=runtime.pin_memory)
+    scaler = runtime.scaler()
     train, forward = [], []
     for i, (x, y) in enumerate(loader):
+        sync()
         t0 = time.perf_counter()
-        loss = nn.functional.cross_entropy(module(prep.batch(x)), y)
+        x, y = runtime.to(x), runtime.to(y)
+        with runtime.autocast():
+            loss = nn.functional.cross_entropy(module(prep.batch(x)), y)
         opt.zero_grad()
-        loss.backward()
-        opt.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        sync()
         t1 = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), runtime.autocast():
             module.eval()
             timing["on"] = bool(i)
             module(prep.batch(x))
             timing["on"] = False
             module.train()
+        sync()
         t2 = time.perf_counter()
         if i:
             train.append(t1 - t0)
@@ -242,6 +261,8 @@ def forward_seconds(backbone: Backbone, data: Data, batch_size: int = 32) -> flo
     inp = backbone.spec.input
     prep = Preprocess(inp.mean, inp.std, None)
     module, was_training = backbone.module, backbone.module.training
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))  # where the network is
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     module.eval()
     timed = [(0.0, 1)]
     try:
@@ -250,7 +271,8 @@ def forward_seconds(backbone: Backbone, data: Data, batch_size: int = 32) -> flo
                 if x.shape[1] == 1 and inp.channels == 3 and x.ndim == 4:  # grey images, as extraction repeats them
                     x = x.expand(-1, 3, *x.shape[2:])
                 t0 = time.perf_counter()
-                module(prep.batch(x))
+                module(prep.batch(x.to(device)))
+                sync()
                 timed.append((time.perf_counter() - t0, len(x)))  # the first warms up; the second is the one
                 if i:
                     break

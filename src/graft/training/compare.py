@@ -156,13 +156,14 @@ def plan_budget(strategies: list[Strategy], times: StepTimes, budget: float, see
 def compare(backbone: Backbone, data: Data, plan: SurgeryPlan, out: str | Path, *, strategies=None,
             budget: float = 900.0, seeds=(0,), batch_size: int = 32, max_epochs: int = 30, log=None,
             progress: bool = False, grafted: Backbone | None = None, times: StepTimes | None = None,
-            **strategy_options) -> Comparison:
+            runtime=None, **strategy_options) -> Comparison:
     """Run each of ``strategies`` on ``plan.apply(backbone)`` with an equal share of ``budget`` seconds.
 
     ``backbone`` is the source network and ``plan`` the surgery for ``data``: every run starts from a fresh
     copy of the grafted network. The best strategy is the one with the highest mean validation accuracy (the
     test split is reported, never used to choose). ``grafted`` (``plan.apply(backbone)``) and ``times`` (its
-    step times) may be given when the caller has them already.
+    step times) may be given when the caller has them already. ``runtime``: where every run trains
+    (graft.devices.Runtime; default the CPU).
     """
     out = Path(out)
     say = log or (lambda message: None)
@@ -187,7 +188,7 @@ def compare(backbone: Backbone, data: Data, plan: SurgeryPlan, out: str | Path, 
                          "; ".join(f"{d['strategy']}: {d['why']}" for d in dropped) or "pass --strategies")
     if times is None:
         say(f"timing a few steps of {grafted.spec.name} to split the {budget:.0f} s budget")
-        times = measure_step_times(grafted, data, batch_size, seeds[0])
+        times = measure_step_times(grafted, data, batch_size, seeds[0], runtime=runtime)
     epochs, late, share = plan_budget(parsed, times, budget, len(seeds), max_epochs, has_adapter)
     dropped += late
     for d in late:
@@ -215,7 +216,7 @@ def compare(backbone: Backbone, data: Data, plan: SurgeryPlan, out: str | Path, 
         for seed in seeds:
             run_dir = out / "runs" / f"{s.label.replace(':', '')}-s{seed}"
             record = _run(backbone, plan, data, run_dir, s, epochs[s.label], min(share, max(left, 0.0)), seed,
-                          batch_size, progress)
+                          batch_size, progress, runtime)
             latency = _latency_ms(load_run(run_dir), data)
             runs.append(_summary(record, run_dir, seed, latency))
             say(f"{s.label} (seed {seed}): {record.epochs_run} epoch{'s' if record.epochs_run != 1 else ''} in {record.seconds:.0f} s, val "
@@ -234,7 +235,7 @@ def _fmt(value: float | None) -> str:
 
 
 def _run(backbone, plan, data, run_dir: Path, strategy: Strategy, epochs: int, share: float, seed: int,
-         batch_size: int, progress) -> RunRecord:
+         batch_size: int, progress, runtime=None) -> RunRecord:
     """One run; a finished one is read back, an interrupted one resumed."""
     if (run_dir / "run.json").is_file():
         return RunRecord.from_dict(json.loads((run_dir / "run.json").read_text()))
@@ -243,7 +244,7 @@ def _run(backbone, plan, data, run_dir: Path, strategy: Strategy, epochs: int, s
     grafted = plan.apply(backbone)
     # the budget stops a run whose estimate was short: at 1.25x its share, so a fair split stays fair
     return fine_tune(grafted, data, run_dir, strategy=strategy, epochs=epochs, budget=share * 1.25,
-                     batch_size=batch_size, seed=seed, resume=resume, plan=plan, progress=progress)
+                     batch_size=batch_size, seed=seed, resume=resume, plan=plan, progress=progress, runtime=runtime)
 
 
 def _aggregate(label: str, runs: list[dict]) -> dict:

@@ -26,8 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+import graft.distributed as distributed
 from graft.data import Data
 from graft.data.transforms import Preprocess
+from graft.devices import CPU, Runtime, is_out_of_memory
 from graft.errors import GraftError
 from graft.progress import LiveBar, track
 from graft.models import Backbone
@@ -65,8 +67,9 @@ class Trainer:
 
     def __init__(self, backbone: Backbone, data: Data, strategy: Strategy, run_dir: str | Path, *, epochs: int,
                  batch_size: int = 32, seed: int = 0, budget: float | None = None, patience: int | None = None,
-                 plateau: int | None = None, eval_split: str | None = None, log=None, device: str = "cpu",
-                 cache_prefix: bool = True, cache_limit: float | None = None, progress=True):
+                 plateau: int | None = None, eval_split: str | None = None, log=None, device: str | None = None,
+                 cache_prefix: bool = True, cache_limit: float | None = None, progress=True,
+                 runtime: Runtime | None = None):
         self.backbone, self.data, self.strategy = backbone, data, strategy
         self.module = backbone.module
         self.run_dir = Path(run_dir)
@@ -75,7 +78,12 @@ class Trainer:
         self.patience, self.plateau, self.log = patience, plateau, log
         # True: a live per-batch bar when stderr is a terminal; False: none; a rich Console: always, on it
         self.progress = progress
-        self.device = torch.device(device)
+        # where and how it computes (graft.devices); ``device`` alone: that device in fp32
+        self.runtime = runtime if runtime is not None else (Runtime.resolve(device, "fp32") if device else CPU)
+        self.device = self.runtime.torch_device
+        self.runtime.place(self.module)
+        self.scaler = self.runtime.scaler()
+        self._wrapped: nn.Module | None = None  # the DDP wrapper of the trainable set now (torchrun)
         self.eval_split = eval_split if eval_split is not None else next(
             (s for s in ("val", "test") if s in data.splits), None)
         inp = backbone.spec.input
@@ -138,6 +146,17 @@ class Trainer:
             for g in new:
                 self.optimizer.add_param_group(self._param_group(phase, g))
         self.trainable = trainable
+        self._wrapped = None  # DDP's reducer knows only the parameters that train now (graft.training.parallel)
+
+    def _net(self) -> nn.Module:
+        """What a training step runs: the module, or under torchrun its DDP wrapper over what trains now."""
+        if not self.runtime.distributed:
+            return self.module
+        if self._wrapped is None:
+            from graft.training.parallel import wrap
+
+            self._wrapped = wrap(self.module, self.runtime)
+        return self._wrapped
 
     def _param_group(self, phase: Phase, group: int) -> dict:
         params = [p for n, p in self.module.named_parameters() if self.groups[n] == group]
@@ -183,32 +202,59 @@ class Trainer:
         frozen = self._cacheable_prefix(phase)
         if frozen is not None:
             size = self.data.inference_batch_size("train", self.device, run_size(self.backbone))
-            loader = self.data.loader("train", size, shuffle=False)
+            rows = self._shard("train")
+            loader = self.data.loader("train", size, shuffle=False, rows=rows, pin_memory=self.runtime.pin_memory)
             batches = track(loader, "computing the frozen prefix once", total=len(loader), min_items=20) \
                 if self.progress else loader
             limit = self.cache_limit if self.cache_limit is not None else prefix_limit()
+            total = len(self.data["train"])
             cache = PrefixCache(self.module, frozen, batches, size, self.prep, self.device,
-                                total=len(self.data["train"]), limit=limit)
-            if cache.projected <= limit:
+                                total=total if rows is None else len(rows),
+                                limit=None if limit is None else limit / self.runtime.world_size)
+            fits = distributed.sum_values(self.runtime, [float(cache.projected > limit / self.runtime.world_size)],
+                                          "the frozen prefix")[0] == 0
+            if fits and rows is not None:  # each rank computed its shard: every rank gets them all, in order
+                cache.outputs = distributed.gather_shards(self.runtime, cache.outputs.to(self.device),
+                                                          total, "the frozen prefix").cpu()
+                cache.projected *= self.runtime.world_size
+            if fits:
                 self._cache = cache
             else:
                 self.notes.append(f"frozen prefix not cached: it would take {cache.projected / 2**30:.2f} GiB, over "
                                   f"the {limit / 2**30:.2f} GiB limit; recomputed every epoch")
         return self._cache
 
+    def _shard(self, split: str) -> range | None:
+        """This rank's samples of ``split`` under torchrun (``rank::world``); None in one process."""
+        if not self.runtime.distributed:
+            return None
+        return range(self.runtime.rank, len(self.data[split]), self.runtime.world_size)
+
     def _batches(self, epoch: int, cache):
-        """(x or None, y, cached prefix output or None) batches, in the order the shuffled loader gives."""
-        if cache is None:
-            for x, y in self.data.loader("train", self.batch_size, shuffle=True, seed=self.seed + epoch):
-                yield x, y, None
+        """(x or None, y, cached prefix output or None, loss factor) batches, in the order the shuffled loader
+        gives; under torchrun, this rank's part of each global batch (graft.training.parallel), with the factor that
+        makes DDP's average of the gradients the global batch's (None: the mean loss of one process)."""
+        from graft.training.parallel import global_order, rank_batches
+
+        rt = self.runtime
+        if cache is None and not rt.distributed:
+            for x, y in self.data.loader("train", self.batch_size, shuffle=True, seed=self.seed + epoch,
+                                         pin_memory=rt.pin_memory):
+                yield x, y, None, None
             return
-        g = torch.Generator().manual_seed(self.seed + epoch)
-        torch.empty((), dtype=torch.int64).random_(generator=g)  # what a DataLoader draws first (its base seed)
-        order = torch.randperm(len(cache.outputs), generator=g)
+        order = global_order(len(self.data["train"]), self.seed + epoch)
+        parts = rank_batches(order, self.batch_size, rt.rank, rt.world_size) if rt.distributed else \
+            [(order[i:i + self.batch_size].numpy(), 0, False) for i in range(0, len(order), self.batch_size)]
+        factors = [None if not rt.distributed else (0.0 if dummy else rt.world_size / size) for _, size, dummy in parts]
+        if cache is None:
+            loader = self.data.loader("train", batches=[index for index, _, _ in parts], pin_memory=rt.pin_memory)
+            for (x, y), factor in zip(loader, factors):
+                yield x, y, None, factor
+            return
         labels = torch.as_tensor(np.asarray(self.data["train"].y))
-        for i in range(0, len(order), self.batch_size):
-            index = order[i:i + self.batch_size]
-            yield None, labels[index], cache.outputs[index]
+        for (index, _, _), factor in zip(parts, factors):
+            index = torch.as_tensor(index)
+            yield None, labels[index], cache.outputs[index], factor
 
     # ------------------------------------------------------------------ schedule
     def _lr_scale(self, phase: Phase, local_step: int, steps_in_phase: int, steps_per_epoch: int) -> float:
@@ -234,38 +280,62 @@ class Trainer:
         cache = self._prefix(index, phase) if self.use_cache else None
         self._train_mode()
         loss_fn = nn.CrossEntropyLoss(label_smoothing=self.strategy.label_smoothing)
+        summed = nn.CrossEntropyLoss(label_smoothing=self.strategy.label_smoothing, reduction="sum")
         total, right, seen = 0.0, 0, 0
+        rt, net = self.runtime, self._net()
         context = cache.swapped() if cache is not None else contextlib.nullcontext()
         with context, self._bar(steps_per_epoch, f"epoch {epoch + 1}/{self.epochs} [{phase.name}]") as bar:
-            for i, (x, y, cached) in enumerate(self._batches(epoch, cache)):
+            for i, (x, y, cached, factor) in enumerate(self._batches(epoch, cache)):
                 scale = self._lr_scale(phase, (epoch - phase_start) * steps_per_epoch + i,
                                        phase.epochs * steps_per_epoch, steps_per_epoch) * self.state.lr_factor
                 for group in self.optimizer.param_groups:
                     group["lr"] = group["base_lr"] * scale
-                y = y.to(self.device)
-                if cached is not None:
-                    cache.batch = cached.to(self.device)
-                    out = self.module(cache.dummy_input(len(y)))
-                else:
-                    out = self.module(self.prep.batch(x.to(self.device)))
-                loss = loss_fn(out, y)
-                if self.strategy.l2sp:
-                    loss = loss + self._l2sp()
-                if not torch.isfinite(loss):
-                    raise GraftError("a finite training loss", f"{loss.item()} at epoch {epoch + 1}",
-                                     "lower the learning rate or check the inputs for extreme values")
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
+                y = rt.to(y)
+                try:
+                    with rt.autocast():
+                        if cached is not None:
+                            cache.batch = rt.to(cached)
+                            out = net(cache.dummy_input(len(y)))
+                        else:
+                            out = net(self.prep.batch(rt.to(x)))
+                        # one process: the batch's mean; a rank: its share of the global batch's mean (parallel.py)
+                        loss = loss_fn(out, y) if factor is None else summed(out, y) * factor
+                    if self.strategy.l2sp:
+                        loss = loss + self._l2sp()
+                    over = self.budget is not None and \
+                        self.state.seconds + (time.perf_counter() - session_start) > self.budget
+                    finite = bool(torch.isfinite(loss))
+                    if rt.distributed:  # every rank stops together, or none: a lone rank would wait forever
+                        bad, over = (v > 0 for v in distributed.sum_values(rt, [float(not finite), float(over)],
+                                                                               "a training step"))
+                        finite = not bad
+                    if not finite:
+                        raise GraftError("a finite training loss", f"{loss.item()} at epoch {epoch + 1}",
+                                         "lower the learning rate or check the inputs for extreme values")
+                    self.optimizer.zero_grad(set_to_none=True)
+                    if self.scaler is not None:
+                        self.scaler.scale(loss).backward()
+                        self.scaler.step(self.optimizer)
+                        self.scaler.update()
+                    else:
+                        loss.backward()
+                        self.optimizer.step()
+                except Exception as exc:
+                    if is_out_of_memory(exc):
+                        raise self._out_of_memory("a training step", self.batch_size) from None
+                    raise
                 self.state.step += 1
-                total += float(loss.detach()) * len(y)
-                right += int((out.argmax(1) == y).sum())
-                seen += len(y)
-                bar.advance(loss=total / seen, acc=right / seen)
-                if self.budget is not None and \
-                        self.state.seconds + (time.perf_counter() - session_start) > self.budget:
+                n = 0 if factor == 0.0 else len(y)
+                per_sample = float(loss_fn(out.detach().float(), y)) if factor is not None else float(loss.detach())
+                total += per_sample * n
+                right += int((out.argmax(1) == y).sum()) if n else 0
+                seen += n
+                bar.advance(loss=total / max(seen, 1), acc=right / max(seen, 1))
+                if over:
                     self.state.stopped = "budget"
                     break
+        if rt.distributed:
+            total, right, seen = distributed.sum_values(rt, [total, right, seen], "the epoch's metrics")
         record = {"epoch": epoch + 1, "phase": phase.name, "trainable_groups": len(self.trainable),
                   "loss": total / max(seen, 1), "train_accuracy": right / max(seen, 1),
                   "lr": {str(g["graft_group"]): g["lr"] for g in self.optimizer.param_groups},
@@ -285,16 +355,23 @@ class Trainer:
         handle = head.register_forward_hook(lambda _m, args, _out: seen.append(args[0].detach().flatten(1).float()))
         was_training, labels = self.module.training, []
         self.module.eval()
+        rows = self._shard(split)
         try:
-            loader = self.data.loader(split, self._inference_batch(split), shuffle=False)
-            with torch.inference_mode():
+            loader = self.data.loader(split, self._inference_batch(split), shuffle=False, rows=rows,
+                                      pin_memory=self.runtime.pin_memory)
+            with torch.inference_mode(), self.runtime.autocast():
                 for x, y in track(loader, "features for the linear probe", total=len(loader), min_items=20):
-                    self.module(self.prep.batch(x.to(self.device)))
+                    self.module(self.prep.batch(self.runtime.to(x)))
                     labels.append(y)
         finally:
             handle.remove()
             self.module.train(was_training)
-        return torch.cat(seen).clone(), torch.cat(labels).to(self.device)
+        x, y = torch.cat(seen).clone(), torch.cat(labels).to(self.device)
+        if rows is not None:  # each rank its shard: every rank gets all of them, in order, as one process would
+            total = len(self.data[split])
+            x = distributed.gather_shards(self.runtime, x, total, "the linear probe's features")
+            y = distributed.gather_shards(self.runtime, y, total, "the linear probe's features")
+        return x, y
 
     def _solve_head(self, epoch: int, phase: Phase) -> dict:
         """A solved phase (linear, lp-ft's first): the Linear head fit to convergence on the frozen body's
@@ -314,6 +391,7 @@ class Trainer:
             head.weight.copy_(solved.weight.to(head.weight.device))
             if head.bias is not None:
                 head.bias.copy_(solved.bias.to(head.bias.device))
+        distributed.broadcast_tensors(self.runtime, list(head.parameters()), "the solved head")  # one head for all
         return {"epoch": epoch + 1, "phase": phase.name, "trainable_groups": len(self.trainable),
                 "loss": solved.train_loss, "train_accuracy": solved.train_accuracy,
                 "lr": {str(g["graft_group"]): g["lr"] for g in self.optimizer.param_groups},
@@ -341,7 +419,7 @@ class Trainer:
         try:
             loader = self.data.loader("train", self.batch_size, shuffle=False)
             for x, _ in track(loader, "BatchNorm statistics of the new data", total=len(loader), min_items=20):
-                self.module(self.prep.batch(x.to(self.device)))
+                self.module(self.prep.batch(self.runtime.to(x)))  # every rank the whole pass: the same statistics
         finally:
             for m, momentum in zip(layers, momenta):
                 m.momentum = momentum
@@ -352,29 +430,67 @@ class Trainer:
         console = None if isinstance(self.progress, bool) else self.progress
         return LiveBar(total, description, enabled=bool(self.progress), console=console)
 
+    def _out_of_memory(self, what: str, batch: int) -> GraftError:
+        device = self.device
+        room = ""
+        if device.type == "cuda":
+            room = f" ({torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB)"
+        return GraftError(f"memory on {device}{room} for {what} with a batch of {batch}",
+                          f"out of memory at a batch of {batch} ({self.runtime.precision})",
+                          f"pass --batch-size {max(1, batch // 2)}" + (
+                              ", or --precision bf16 (half the activations)" if self.runtime.precision == "fp32"
+                              and device.type == "cuda" else ""))
+
     def _l2sp(self) -> torch.Tensor:
-        penalty = torch.zeros(())
+        penalty = torch.zeros((), device=self.device)
         for name, p in self.module.named_parameters():
             if p.requires_grad and self.groups[name] not in (HEAD, ADAPTER):
                 penalty = penalty + ((p - self.start_weights[name]) ** 2).sum()
         return 0.5 * self.strategy.l2sp * penalty
 
     def _inference_batch(self, split: str) -> int:
-        """The batch of a pass without gradients over ``split``, sized by the size the network runs at."""
-        return self.data.inference_batch_size(split, self.device, run_size(self.backbone))
+        """The batch of a pass without gradients over ``split``, sized by the size the network runs at (or the
+        halved one, after a pass ran out of device memory)."""
+        size = self.data.inference_batch_size(split, self.device, run_size(self.backbone))
+        return min(size, getattr(self, "_eval_batch", size))
+
+    def evaluate(self, split: str) -> dict:
+        """Accuracy and mean loss on ``split`` (under torchrun each rank its shard, the sums reduced). A batch that
+        runs out of device memory is halved and the pass run again, said in the notes."""
+        batch = self._inference_batch(split)
+        while True:
+            try:
+                right, total, seen = self._evaluate(split, batch)
+                break
+            except Exception as exc:
+                if not is_out_of_memory(exc) or batch <= 1 or self.runtime.distributed:
+                    if is_out_of_memory(exc):
+                        raise self._out_of_memory(f"evaluating {split}", batch) from None
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                self.notes.append(f"evaluating {split} ran out of memory on {self.device} at a batch of {batch}: "
+                                  f"evaluated at {batch // 2}")
+                batch //= 2
+                self._eval_batch = batch
+        right, total, seen = distributed.sum_values(self.runtime, [right, total, seen], f"evaluating {split}")
+        return {"accuracy": right / max(seen, 1), "loss": total / max(seen, 1)}
 
     @torch.inference_mode()
-    def evaluate(self, split: str) -> dict:
+    def _evaluate(self, split: str, batch: int) -> tuple[int, float, int]:
         self.module.eval()
         right = seen = 0
         total = 0.0
         loss_fn = nn.CrossEntropyLoss()
-        for x, y in self.data.loader(split, self._inference_batch(split), shuffle=False):
-            out = self.module(self.prep.batch(x.to(self.device)))
-            total += float(loss_fn(out, y.to(self.device))) * len(y)
+        rows = self._shard(split)
+        for x, y in self.data.loader(split, batch, shuffle=False, rows=rows, pin_memory=self.runtime.pin_memory):
+            with self.runtime.autocast():
+                out = self.module(self.prep.batch(self.runtime.to(x)))
+            out = out.float()
+            total += float(loss_fn(out, self.runtime.to(y))) * len(y)
             right += int((out.argmax(1).cpu() == y).sum())
             seen += len(y)
-        return {"accuracy": right / max(seen, 1), "loss": total / max(seen, 1)}
+        return right, total, seen
 
     # ------------------------------------------------------------------ the run
     def run(self, resume: bool = False) -> RunState:
@@ -394,6 +510,7 @@ class Trainer:
                                  f"start a new run in another folder (another --out), or remove {self.run_dir} and "
                                  "start it again")
             meta = read_checkpoint_state(self.ckpt_dir, name)
+            self._check_resumable(meta)
             if passed:
                 self.notes.append(f"resumed from the checkpoint before the last (epoch {meta['state']['epoch']}): "
                                   + "; ".join(passed))
@@ -405,10 +522,13 @@ class Trainer:
             self.trainable = tuple(meta["trainable"])
             load_checkpoint(self.ckpt_dir, name, self.module, self.optimizer)
             self.state = RunState(**meta["state"])
-            with open(self.run_dir / "history.jsonl", "w") as f:  # the epochs of the checkpoint, no later ones
-                f.writelines(json.dumps(record) + "\n" for record in self.state.history)
-            self.start_weights = {k: torch.as_tensor(v) for k, v in _load_start(self.run_dir).items()}
-        else:
+            if self.scaler is not None and meta.get("scaler"):
+                self.scaler.load_state_dict(meta["scaler"])
+            if self.runtime.is_main:
+                with open(self.run_dir / "history.jsonl", "w") as f:  # the epochs of the checkpoint, no later ones
+                    f.writelines(json.dumps(record) + "\n" for record in self.state.history)
+            self.start_weights = {k: torch.as_tensor(v).to(self.device) for k, v in _load_start(self.run_dir).items()}
+        elif self.runtime.is_main:  # under torchrun rank 0 alone writes the run folder
             _save_start(self.run_dir, self.start_weights)
             (self.run_dir / "history.jsonl").write_text("")
         session_start = time.perf_counter()
@@ -431,23 +551,46 @@ class Trainer:
             record["elapsed"] = round(self.state.seconds + time.perf_counter() - session_start, 3)
             self.state.epoch = epoch + 1
             self.state.history.append(record)
-            with open(self.run_dir / "history.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-            state = {"state": {**self.state.__dict__,
-                               "seconds": self.state.seconds + time.perf_counter() - session_start},
-                     "trainable": list(self.trainable),
-                     "optimizer_groups": [g["graft_group"] for g in self.optimizer.param_groups]}
-            save_checkpoint(self.ckpt_dir, "last", self.module, self.optimizer, state, keep_previous=True)
-            if self.log is not None:
+            if self.runtime.is_main:
+                with open(self.run_dir / "history.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                state = {"state": {**self.state.__dict__,
+                                   "seconds": self.state.seconds + time.perf_counter() - session_start},
+                         "trainable": list(self.trainable),
+                         "optimizer_groups": [g["graft_group"] for g in self.optimizer.param_groups],
+                         "runtime": {"device": self.runtime.device, "precision": self.runtime.precision,
+                                     "world_size": self.runtime.world_size}}
+                if self.scaler is not None:
+                    state["scaler"] = self.scaler.state_dict()
+                save_checkpoint(self.ckpt_dir, "last", self.module, self.optimizer, state, keep_previous=True)
+            distributed.barrier(self.runtime, f"the checkpoint of epoch {epoch + 1}")
+            if self.log is not None and self.runtime.is_main:
                 self.log(record)
         self.state.seconds += time.perf_counter() - session_start
         return self.state
+
+    def _check_resumable(self, meta: dict) -> None:
+        """Refuse a resume under another number of processes (the global batches would be split otherwise, and
+        the DDP state differs); note a resume on another device or precision (exactness holds only on the same)."""
+        saved = meta.get("runtime") or {"device": "cpu", "precision": "fp32", "world_size": 1}
+        rt = self.runtime
+        if saved.get("world_size", 1) != rt.world_size:
+            n = saved.get("world_size", 1)
+            how = f"torchrun --nproc_per_node={n} -m graft fit ... --resume" if n > 1 else "graft fit ... --resume"
+            raise GraftError(f"the number of processes the run in {self.run_dir} started with ({n})",
+                             f"{rt.world_size} process{'es' if rt.world_size != 1 else ''}",
+                             f"resume it as it started: {how}")
+        if (torch.device(saved["device"]).type, saved.get("precision")) != (self.device.type, rt.precision):
+            self.notes.append(f"resumed on {rt.device} in {rt.precision}; the run started on {saved['device']} in "
+                              f"{saved.get('precision')}: it continues from the same weights and optimizer state, but "
+                              "equality with an uninterrupted run holds only on the same device and precision")
 
     def _track(self, accuracy: float, epoch: int) -> None:
         s = self.state
         if s.best is None or accuracy > s.best:
             s.best, s.best_epoch, s.stale = accuracy, epoch + 1, 0
-            save_checkpoint(self.ckpt_dir, "best", self.module, None, {"epoch": epoch + 1, "accuracy": accuracy})
+            if self.runtime.is_main:
+                save_checkpoint(self.ckpt_dir, "best", self.module, None, {"epoch": epoch + 1, "accuracy": accuracy})
             return
         s.stale += 1
         if self.plateau and s.stale and s.stale % self.plateau == 0:

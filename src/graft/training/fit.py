@@ -36,22 +36,34 @@ class FitResult:
 
 
 @torch.no_grad()
-def accuracy(module: nn.Module, loader: DataLoader) -> float:
+def accuracy(module: nn.Module, loader: DataLoader, runtime=None) -> float:
+    from graft.devices import CPU
+
+    runtime = runtime or CPU
     module.eval()
     right = total = 0
     for x, y in loader:
-        right += int((module(x).argmax(1) == y).sum())
+        with runtime.autocast():
+            out = module(runtime.to(x))
+        right += int((out.argmax(1).cpu() == y).sum())
         total += len(y)
     return right / max(total, 1)
 
 
 def fit(module: nn.Module, train: DataLoader, eval_loader: DataLoader | None = None, *, epochs: int = 10,
         lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0, eval_split: str | None = None,
-        log=None) -> FitResult:
+        log=None, runtime=None) -> FitResult:
     """Train ``module`` in place on ``train``; evaluate on ``eval_loader`` after every epoch.
 
     ``log`` (optional) is called with each epoch's record (a dict), e.g. to print or append to a file.
+    ``runtime``: the device and precision (graft.devices.Runtime; default the CPU in fp32); the module is moved
+    there and left there.
     """
+    from graft.devices import CPU
+
+    runtime = runtime or CPU
+    runtime.place(module)
+    scaler = runtime.scaler()
     if epochs < 1:
         raise GraftError("epochs >= 1", repr(epochs), "pass epochs=1 or more")
     params = [p for p in module.parameters() if p.requires_grad]
@@ -68,13 +80,20 @@ def fit(module: nn.Module, train: DataLoader, eval_loader: DataLoader | None = N
         start, total_loss, right, seen = time.perf_counter(), 0.0, 0, 0
         for x, y in train:
             opt.zero_grad(set_to_none=True)
-            out = module(x)
-            loss = loss_fn(out, y)
+            x, y = runtime.to(x), runtime.to(y)
+            with runtime.autocast():
+                out = module(x)
+                loss = loss_fn(out, y)
             if not torch.isfinite(loss):
                 raise GraftError("a finite training loss", f"{loss.item()} at epoch {epoch}",
                                  "lower the learning rate (lr=) or check the inputs for extreme values")
-            loss.backward()
-            opt.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
             sched.step()
             total_loss += float(loss.detach()) * len(y)
             right += int((out.argmax(1) == y).sum())
@@ -82,7 +101,7 @@ def fit(module: nn.Module, train: DataLoader, eval_loader: DataLoader | None = N
         record = {"epoch": epoch, "loss": total_loss / max(seen, 1), "train_accuracy": right / max(seen, 1),
                   "lr": opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - start, 3)}
         if eval_loader is not None:
-            record["eval_accuracy"] = accuracy(module, eval_loader)
+            record["eval_accuracy"] = accuracy(module, eval_loader, runtime)
         result.history.append(record)
         if log is not None:
             log(record)

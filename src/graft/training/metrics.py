@@ -190,12 +190,15 @@ def _plain(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def predict_classes(module: Any, loader: Any, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def predict_classes(module: Any, loader: Any, device: str = "cpu", autocast=None) -> tuple[np.ndarray, np.ndarray]:
     """Run ``module`` over ``loader``'s (x, y) batches; return (y_true, y_pred) as int64 arrays.
 
     The module runs in eval mode under ``torch.inference_mode`` and gets its training flag back afterwards.
     Batches are moved to ``device``; the module is expected to be there already (``module.to(device)``).
+    ``autocast``: a callable giving the context each batch runs in (``Runtime.autocast``).
     """
+    import contextlib
+
     import torch
 
     if not isinstance(module, torch.nn.Module):
@@ -212,7 +215,8 @@ def predict_classes(module: Any, loader: Any, device: str = "cpu") -> tuple[np.n
                     raise GraftError("a DataLoader of (x, y) batches", f"batch {i} is {_kind(batch)}",
                                      "use a dataset whose items are (input, class index) pairs")
                 x, y = batch
-                out = module(x.to(device))
+                with autocast() if autocast is not None else contextlib.nullcontext():
+                    out = module(x.to(device, non_blocking=device.type == "cuda"))
                 if not isinstance(out, torch.Tensor) or out.ndim != 2:
                     got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
                     raise ShapeError("network outputs of shape (batch, classes)", got,

@@ -28,8 +28,9 @@ class _Placeholder(nn.Module):
     def forward(self, *args, **kwargs):
         if self.source is not None:
             return self.source()
-        n = next((a.shape[0] for a in args if isinstance(a, torch.Tensor)), 1)
-        return torch.zeros((), dtype=self.dtype).expand(n, *self.shape)
+        first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        n, device = (first.shape[0], first.device) if first is not None else (1, None)
+        return torch.zeros((), dtype=self.dtype, device=device).expand(n, *self.shape)
 
 
 def _set(module: nn.Module, name: str, new: nn.Module) -> nn.Module:
@@ -81,11 +82,11 @@ class PrefixCache:
                             self.projected = out[:1].numel() * out.element_size() * total
                             if limit is not None and self.projected > limit:
                                 break
-                            store = torch.empty((total, *out.shape[1:]), dtype=out.dtype, device=out.device)
+                            store = torch.empty((total, *out.shape[1:]), dtype=out.dtype)  # host memory, whatever the device
                         if store is not None and filled + len(out) <= len(store):
                             store[filled:filled + len(out)] = out
                         else:
-                            outputs.append(out.clone())
+                            outputs.append(out.cpu().clone())
                         filled += len(out)
         finally:
             for h in handles:
@@ -128,7 +129,8 @@ class PrefixCache:
                 _set(self.module, name, old)
 
     def dummy_input(self, n: int) -> torch.Tensor:
-        return torch.zeros(()).expand(n, *self.input_shape)
+        device = self.batch.device if self.batch is not None else None
+        return torch.zeros((), device=device).expand(n, *self.input_shape)
 
 
 class _Done(Exception):

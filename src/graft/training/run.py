@@ -17,7 +17,9 @@ from pathlib import Path
 
 from torch import nn
 
+import graft.distributed as distributed
 from graft.data import Data
+from graft.devices import CPU, Runtime
 from graft.data.transforms import BatchPreprocess, Preprocess
 from graft.errors import GraftError
 from graft.files import write_json
@@ -92,7 +94,7 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
               epochs: int | None = None, budget=None, batch_size: int = 32, seed: int = 0, resume: bool = False,
               patience: int | None = None, plateau: int | None = None, plan: SurgeryPlan | None = None,
               log=None, progress=True, times: StepTimes | None = None, keep_going: bool = False,
-              **strategy_options) -> RunRecord:
+              runtime: Runtime | None = None, **strategy_options) -> RunRecord:
     """Train ``backbone`` (already grafted to ``data``; ``plan`` is the surgery that did it) with ``strategy``.
 
     ``epochs`` and/or ``budget`` ("10m", seconds): with a budget alone, the epochs are what fits in it
@@ -101,12 +103,18 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
     a live per-batch bar on a terminal (False: none). ``times``: step times measured already on this network
     (:func:`~graft.training.budget.measure_step_times`), so a budget does not time them again. A budget alone that
     affords fewer epochs than the strategy needs to adapt soundly (its registered ``sound``) is refused, unless
-    ``keep_going`` (then it fits what fits, and the record carries a warning).
+    ``keep_going`` (then it fits what fits, and the record carries a warning). ``runtime``: the device, precision
+    and, under torchrun, the ranks (graft.devices.Runtime; default the CPU in fp32); rank 0 alone writes ``out``.
     """
     strategy = parse_strategy(strategy, **{k: v for k, v in strategy_options.items() if v is not None})
+    runtime = runtime or CPU
     out = Path(out)
     seconds = parse_budget(budget)
     if strategy.definition.fit is not None:  # a strategy that fits itself (multilayer: one pass, a solved head)
+        if runtime.distributed:
+            raise GraftError("a strategy that trains in epochs under torchrun",
+                             f"{strategy.label}, which fits in one pass of its own",
+                             f"fit {strategy.label} in one process (graft fit, without torchrun)")
         return _fit_own(strategy, backbone, data, out, seed=seed, resume=resume, plan=plan, progress=progress,
                         budget=seconds)
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
@@ -126,10 +134,12 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
         if seconds is None:
             epochs = 10
         else:
-            times = times or measure_step_times(backbone, data, batch_size, seed)
+            times = times or measure_step_times(backbone, data, batch_size, seed, runtime=runtime)
             adapter = any(name.startswith("input_layer.") for name, _ in backbone.module.named_parameters())
             require_budget(strategy, times, seconds, adapter)
-            epochs = epochs_for_budget(strategy, times, seconds, max_epochs=100, has_adapter=adapter)
+            # every rank trains the same epochs: rank 0's estimate
+            epochs = distributed.broadcast_object(runtime, epochs_for_budget(strategy, times, seconds, max_epochs=100,
+                                                                               has_adapter=adapter), "the epochs")
             if not keep_going:
                 require_sound(strategy, times, seconds, epochs, adapter)
             elif epochs < sound_epochs(strategy):
@@ -139,7 +149,8 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
                          f"{strategy_seconds(strategy, times, epochs, adapter):.0f} s from a few timed steps)")
     config = _run_config(strategy, backbone, data, epochs=epochs, seed=seed,
                          eval_split=next((s for s in ("val", "test") if s in data.splits), None),
-                         budget_seconds=seconds, batch_size=batch_size, patience=patience, plateau=plateau)
+                         budget_seconds=seconds, batch_size=batch_size, patience=patience, plateau=plateau,
+                         runtime=runtime.to_dict())
     if resume:
         differ = [k for k in COMPARED if saved.get(k) != config.get(k)]
         if differ:
@@ -147,14 +158,20 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
             raise GraftError(f"the same model, data and settings as the run in {out}",
                              "different " + ", ".join(names.get(k, k) for k in differ),
                              "resume with the original model, data and options, or start a new run (another out=)")
-    else:
+    elif runtime.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_json(config_path, config)
         if plan is not None:
             write_json(out / "plan.json", plan.to_dict())
+    distributed.barrier(runtime, "the run folder")
     trainer = Trainer(backbone, data, strategy, out, epochs=epochs, batch_size=batch_size, seed=seed,
-                      budget=seconds, patience=patience, plateau=plateau, log=log, progress=progress)
+                      budget=seconds, patience=patience, plateau=plateau, log=log, progress=progress if runtime.is_main else False,
+                      runtime=runtime)
     state = trainer.run(resume=resume)
+    notes.append(f"trained on {runtime.describe()}" + (f" ({runtime.world_size} processes, DistributedDataParallel)"
+                                                        if runtime.distributed else ""))
+    if not runtime.is_main:  # rank 0 evaluates and writes the model; the others are done
+        return _rank_record(out, strategy, data, state, epochs)
     record = _finish(trainer, state, backbone, data, out, strategy, epochs, notes + trainer.notes)
     return record.with_warning(short) if short else record
 
@@ -205,6 +222,14 @@ def _fit_own(strategy: Strategy, backbone: Backbone, data: Data, out: Path, *, s
     return strategy.definition.fit(_OwnFit(strategy, backbone, data, out, seed, plan, progress, budget))
 
 
+def _rank_record(out: Path, strategy: Strategy, data: Data, state, epochs: int) -> RunRecord:
+    """What a rank other than 0 returns under torchrun (it writes nothing; run.json is rank 0's)."""
+    return RunRecord(run_dir=str(out), strategy=strategy.label, epochs=epochs, epochs_run=state.epoch,
+                     stopped=state.stopped, seconds=round(state.seconds, 3), best_epoch=state.best_epoch,
+                     best_accuracy=state.best, final_split=None, final_accuracy=None, final_macro_f1=None,
+                     trainable_params=0, total_params=0, label_names=tuple(data.spec.label_names))
+
+
 def _finish(trainer: Trainer, state, backbone: Backbone, data: Data, out: Path, strategy: Strategy, epochs: int,
             notes: list[str]) -> RunRecord:
     best = read_checkpoint_state(out / "checkpoints", "best")
@@ -214,7 +239,7 @@ def _finish(trainer: Trainer, state, backbone: Backbone, data: Data, out: Path, 
     spec = replace(backbone.spec, label_names=tuple(data.spec.label_names))
     save_model(_with_spec(backbone, spec), out / "model.safetensors")  # first: what follows cannot lose the model
     final_split = "test" if "test" in data.splits else trainer.eval_split
-    metrics = evaluate(backbone, data, final_split, out, trainer.device) if final_split else None
+    metrics = evaluate(backbone, data, final_split, out, trainer.runtime) if final_split else None
     total = sum(p.numel() for p in backbone.module.parameters())
     trainable = sum(p.numel() for n, p in backbone.module.named_parameters()
                     if trainer.groups[n] in trainer.trainable)
@@ -249,16 +274,19 @@ def _record(out: Path, strategy: Strategy, data: Data, final_split: str | None, 
     return record
 
 
-def evaluate(backbone: Backbone, data: Data, split: str, out: Path, device="cpu"):
-    """The final evaluation of a run on ``data[split]``: ``out/metrics.json`` (graft.report.plots.plot_run draws
-    ``confusion.png`` from it); the
+def evaluate(backbone: Backbone, data: Data, split: str, out: Path, runtime: Runtime | str | None = None):
+    """The final evaluation of a run on ``data[split]`` on ``runtime``'s device (a Runtime or a device string;
+    default the CPU): ``out/metrics.json`` (graft.report.plots.plot_run draws ``confusion.png`` from it); the
     :class:`~graft.training.metrics.Metrics`."""
     from graft.training.metrics import classification_report, predict_classes
 
+    runtime = runtime if isinstance(runtime, Runtime) else (Runtime.resolve(runtime, "fp32") if runtime else CPU)
     inp = backbone.spec.input
-    loader = data.loader(split, data.inference_batch_size(split, device, run_size(backbone)), shuffle=False)
-    y_true, y_pred = predict_classes(nn.Sequential(BatchPreprocess(Preprocess(inp.mean, inp.std, None)), backbone.module),
-                                     loader)
+    device = runtime.torch_device
+    loader = data.loader(split, data.inference_batch_size(split, device, run_size(backbone)), shuffle=False,
+                         pin_memory=runtime.pin_memory)
+    module = nn.Sequential(BatchPreprocess(Preprocess(inp.mean, inp.std, None)), runtime.place(backbone.module))
+    y_true, y_pred = predict_classes(module, loader, device, autocast=runtime.autocast)
     metrics = classification_report(y_true, y_pred, data.spec.label_names)
     write_json(out / "metrics.json", {"split": split, **metrics.to_dict()})
     return metrics
