@@ -84,10 +84,12 @@ def _collective(what: str, call):
     try:
         return call()
     except (RuntimeError, ValueError) as exc:  # gloo/NCCL: connection reset, timeout
+        import re
+
         rank = world()[0]
+        reason = re.sub(r"\[[^\]]*\.(cc|cpp):\d+\]\s*", "", str(exc).strip().splitlines()[0])  # its C++ source
         raise GraftError(f"every rank of the torchrun launch alive at {what}",
-                         f"rank {rank}: another rank stopped ({type(exc).__name__}: "
-                         f"{str(exc).strip().splitlines()[0][:160]})",
+                         f"rank {rank}: another rank stopped ({type(exc).__name__}: {reason[:160]})",
                          "see the first rank that failed in torchrun's output; the run folder keeps its last "
                          "checkpoint: run the same torchrun command with --resume") from None
 

@@ -102,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if "graft.distributed" in sys.modules:  # a torchrun launch: leave its process group
             sys.modules["graft.distributed"].shutdown()
+        if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):  # done: torchrun's SIGTERM now ends it quietly
+            import signal
+
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if threads is not None:  # main() called in a process that goes on (tests, notebooks): its threads back
             import torch
 
