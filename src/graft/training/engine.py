@@ -220,7 +220,8 @@ class Trainer:
             if fits:
                 self._cache = cache
             else:
-                self.notes.append(f"frozen prefix not cached: it would take {cache.projected / 2**30:.2f} GiB, over "
+                whole = cache.projected * self.runtime.world_size  # every rank would hold all of it
+                self.notes.append(f"frozen prefix not cached: it would take {whole / 2**30:.2f} GiB, over "
                                   f"the {limit / 2**30:.2f} GiB limit; recomputed every epoch")
         return self._cache
 
