@@ -233,10 +233,11 @@ def pretrain(arch: str, data: Data | str | Path, out: str | Path, *, epochs: int
     from graft.devices import Runtime
     from graft.training import fit
 
+    import graft.distributed as distributed
+    from graft.training.parallel import RankLoader
+
     runtime = Runtime.resolve(device, precision)
-    if runtime.distributed:
-        raise GraftError("graft pretrain in one process", f"a torchrun launch of {runtime.world_size} processes",
-                         "run graft pretrain without torchrun (--device cuda takes one GPU); torchrun runs graft fit")
+    distributed.initialize(runtime)
 
     data = as_data(data, data_options)
     spec = data.spec
@@ -245,25 +246,36 @@ def pretrain(arch: str, data: Data | str | Path, out: str | Path, *, epochs: int
                           input_size=spec.size or None, label_names=list(spec.label_names),
                           feature_names=spec.feature_names, feature_axis=spec.feature_axis, **model_kwargs)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    main = runtime.is_main  # under torchrun rank 0 alone writes the folder
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     eval_split = "val" if "val" in data.splits else ("test" if "test" in data.splits else None)
     history_file = out / "history.jsonl"
-    history_file.write_text("")
+    if main:
+        history_file.write_text("")
 
     def record(entry: dict) -> None:
+        if not main:
+            return
         with history_file.open("a") as f:
             f.write(json.dumps(entry) + "\n")
         if log is not None:
             log(entry)
 
-    evaluation = data.loader(eval_split, data.inference_batch_size(eval_split), shuffle=False) if eval_split else None
-    result = fit(backbone.module, data.loader("train", batch_size, seed=seed), evaluation, epochs=epochs, lr=lr,
-                 seed=seed, eval_split=eval_split, log=record, runtime=runtime)
+    evaluation = data.loader(eval_split, data.inference_batch_size(eval_split, runtime.torch_device), shuffle=False,
+                             pin_memory=runtime.pin_memory) if eval_split else None
+    train = RankLoader(data, "train", batch_size, seed, runtime) if runtime.distributed else \
+        data.loader("train", batch_size, seed=seed, pin_memory=runtime.pin_memory)
+    result = fit(backbone.module, train, evaluation, epochs=epochs, lr=lr, seed=seed, eval_split=eval_split,
+                 log=record, runtime=runtime)
     backbone.spec = replace(backbone.spec, weights=str(out / "model.safetensors"),
-                            notes=(*backbone.spec.notes, f"pretrained by graft on {spec.name} for {epochs} epochs"))
-    save_model(backbone, out / "model.safetensors")
-    write_json(out / "dataset.json", spec)
-    data.write_splits(out)
+                            notes=(*backbone.spec.notes, f"pretrained by graft on {spec.name} for {epochs} epochs"
+                                   + (f" ({runtime.world_size} processes)" if runtime.distributed else "")))
+    if main:
+        save_model(backbone, out / "model.safetensors")
+        write_json(out / "dataset.json", spec)
+        data.write_splits(out)
+    distributed.barrier(runtime, "the pretrained model")
     return backbone, result.history
 
 

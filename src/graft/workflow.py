@@ -230,7 +230,8 @@ class Workflow:
     def one_process(self, what: str) -> None:
         """Refuse ``what`` under torchrun: only training in epochs (graft fit with a strategy) runs data-parallel."""
         if self.runtime.distributed:
-            raise GraftError(f"{what} in one process (under torchrun graft runs fit with a named strategy)",
+            raise GraftError(f"{what} in one process (under torchrun graft runs fit with a named strategy, and "
+                             "pretrain)",
                              f"a torchrun launch of {self.runtime.world_size} processes",
                              f"run {what} without torchrun (--device cuda takes one GPU); for --strategy auto, run "
                              "graft advise first, then torchrun ... graft fit --strategy THE_ADVICE")

@@ -148,3 +148,43 @@ def test_a_rank_that_dies_stops_the_others_and_the_run_resumes(tmp_path):
     whole = _fit([*common[:-1], str(tmp_path / "whole")], 1)
     assert whole.returncode == 0, whole.stderr
     _close(_weights(out), _weights(tmp_path / "whole"), tol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun is not installed")
+def test_pretrain_on_two_processes_reaches_the_weights_of_one(tmp_path):
+    data = _data(tmp_path / "d.npz")
+    outs = {}
+    for processes in (1, 2):
+        out = tmp_path / f"p{processes}"
+        base = [sys.executable, "-m", "graft"] if processes == 1 else \
+            [TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "graft"]
+        done = subprocess.run([*base, "pretrain", "test_convnext", str(data), "--out", str(out), "--epochs", "2",
+                               "--batch-size", "24", "--val", "0.2", "--device", "cpu"], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 0, done.stdout + done.stderr
+        outs[processes] = done.stdout
+    _close(_weights(tmp_path / "p1"), _weights(tmp_path / "p2"))
+    assert outs[2].count("saved ") == 1  # rank 0 alone reports
+    one = [json.loads(line) for line in (tmp_path / "p1" / "history.jsonl").read_text().splitlines()]
+    two = [json.loads(line) for line in (tmp_path / "p2" / "history.jsonl").read_text().splitlines()]
+    assert len(two) == 2
+    for a, b in zip(one, two):  # the metrics are reduced over the ranks: those of one process
+        assert a["train_accuracy"] == pytest.approx(b["train_accuracy"])
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+        assert a["eval_accuracy"] == pytest.approx(b["eval_accuracy"])
+
+
+def test_a_rank_loader_follows_the_shuffled_loader_epoch_after_epoch():
+    from graft.data import load_data
+    from graft.devices import CPU
+    from graft.training.parallel import RankLoader
+
+    data = load_data((np.arange(30, dtype=np.float32).reshape(30, 1, 1, 1).repeat(4, 2).repeat(4, 3),
+                      np.arange(30) % 3), layout="NCHW")
+    single = data.loader("train", 8, seed=5)
+    ranks = RankLoader(data, "train", 8, 5, CPU)
+    for _ in range(3):  # one generator across epochs, in both
+        want = [x[:, 0, 0, 0] for x, _ in single]
+        got = [x[:, 0, 0, 0] for x, _, _ in ranks]
+        assert all(torch.equal(a, b) for a, b in zip(want, got)) and len(want) == len(got)

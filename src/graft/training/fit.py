@@ -57,13 +57,22 @@ def fit(module: nn.Module, train: DataLoader, eval_loader: DataLoader | None = N
 
     ``log`` (optional) is called with each epoch's record (a dict), e.g. to print or append to a file.
     ``runtime``: the device and precision (graft.devices.Runtime; default the CPU in fp32); the module is moved
-    there and left there.
+    there and left there. Under torchrun ``train`` is a :class:`graft.training.parallel.RankLoader` (this rank's part
+    of each global batch, with its loss factor) and the module trains in a DistributedDataParallel wrapper: the
+    same weights one process reaches, for networks whose normalization does not depend on the batch.
     """
+    import graft.distributed as distributed
     from graft.devices import CPU
 
     runtime = runtime or CPU
     runtime.place(module)
     scaler = runtime.scaler()
+    net = module
+    if runtime.distributed:
+        from graft.training.parallel import wrap
+
+        net = wrap(module, runtime)
+    summed = nn.CrossEntropyLoss(reduction="sum")
     if epochs < 1:
         raise GraftError("epochs >= 1", repr(epochs), "pass epochs=1 or more")
     params = [p for p in module.parameters() if p.requires_grad]
@@ -78,13 +87,17 @@ def fit(module: nn.Module, train: DataLoader, eval_loader: DataLoader | None = N
     for epoch in range(1, epochs + 1):
         module.train()
         start, total_loss, right, seen = time.perf_counter(), 0.0, 0, 0
-        for x, y in train:
+        for batch in train:
+            x, y, factor = batch if len(batch) == 3 else (*batch, None)  # a factor: this rank's share (torchrun)
             opt.zero_grad(set_to_none=True)
             x, y = runtime.to(x), runtime.to(y)
             with runtime.autocast():
-                out = module(x)
-                loss = loss_fn(out, y)
-            if not torch.isfinite(loss):
+                out = net(x)
+                loss = loss_fn(out, y) if factor is None else summed(out, y) * factor
+            finite = bool(torch.isfinite(loss))
+            if runtime.distributed:  # every rank stops, or none
+                finite = distributed.sum_values(runtime, [float(not finite)], "a training step")[0] == 0
+            if not finite:
                 raise GraftError("a finite training loss", f"{loss.item()} at epoch {epoch}",
                                  "lower the learning rate (lr=) or check the inputs for extreme values")
             if scaler is not None:
@@ -95,9 +108,12 @@ def fit(module: nn.Module, train: DataLoader, eval_loader: DataLoader | None = N
                 loss.backward()
                 opt.step()
             sched.step()
-            total_loss += float(loss.detach()) * len(y)
-            right += int((out.argmax(1) == y).sum())
-            seen += len(y)
+            n = 0 if factor == 0.0 else len(y)
+            mean = float(loss.detach()) if factor is None else float(loss_fn(out.detach().float(), y))
+            total_loss += mean * n
+            right += int((out.argmax(1) == y).sum()) if n else 0
+            seen += n
+        total_loss, right, seen = distributed.sum_values(runtime, [total_loss, right, seen], "the epoch's metrics")
         record = {"epoch": epoch, "loss": total_loss / max(seen, 1), "train_accuracy": right / max(seen, 1),
                   "lr": opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - start, 3)}
         if eval_loader is not None:

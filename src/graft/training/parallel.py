@@ -53,3 +53,28 @@ def wrap(module: nn.Module, runtime) -> nn.Module:
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     device = runtime.torch_device
     return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+class RankLoader:
+    """This rank's part of every batch a shuffled ``data.loader(split, batch_size, seed=seed)`` gives one process,
+    epoch after epoch: its generator is drawn once per epoch, as a DataLoader's is (a base seed, then the order).
+    Yields (x, y, loss factor) batches (see :func:`rank_batches`)."""
+
+    def __init__(self, data, split: str, batch_size: int, seed: int, runtime):
+        self.data, self.split, self.batch_size, self.runtime = data, split, batch_size, runtime
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.data[self.split]) // self.batch_size)
+
+    def __iter__(self):
+        rt = self.runtime
+        from torch.utils.data import RandomSampler
+
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)  # the DataLoader's base seed
+        # the sampler itself, run to its end: what it draws after the order (torch draws once more) is drawn too
+        order = torch.tensor(list(RandomSampler(range(len(self.data[self.split])), generator=self.generator)))
+        parts = rank_batches(order, self.batch_size, rt.rank, rt.world_size)
+        loader = self.data.loader(self.split, batches=[index for index, _, _ in parts], pin_memory=rt.pin_memory)
+        for (x, y), (_, size, dummy) in zip(loader, parts):
+            yield x, y, 0.0 if dummy else rt.world_size / size
