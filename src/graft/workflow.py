@@ -161,7 +161,8 @@ class Workflow:
     @cached_property
     def step_times(self):
         """Seconds per training step and per forward pass, timed once on a copy (graft.training.budget)."""
-        return measure_step_times(self.grafted, self.data, self.batch_size, self.seed, runtime=self.runtime)
+        times = measure_step_times(self.grafted, self.data, self.batch_size, self.seed, runtime=self.runtime)
+        return distributed.broadcast_object(self.runtime, times, "the step times")  # one plan for every rank
 
     @cached_property
     def has_adapter(self) -> bool:
@@ -230,8 +231,8 @@ class Workflow:
     def one_process(self, what: str) -> None:
         """Refuse ``what`` under torchrun: only training in epochs (graft fit with a strategy) runs data-parallel."""
         if self.runtime.distributed:
-            raise GraftError(f"{what} in one process (under torchrun graft runs fit with a named strategy, and "
-                             "pretrain)",
+            raise GraftError(f"{what} in one process (under torchrun graft runs fit with a named strategy, compare "
+                             "and pretrain)",
                              f"a torchrun launch of {self.runtime.world_size} processes",
                              f"run {what} without torchrun (--device cuda takes one GPU); for --strategy auto, run "
                              "graft advise first, then torchrun ... graft fit --strategy THE_ADVICE")
@@ -427,13 +428,13 @@ class Workflow:
         """Run ``strategies`` on the same splits with equal shares of the budget (default 15 minutes; ``budget``:
         at most these seconds of it, each run's evaluation and model included); comparison.json, plots, report.html.
         See :func:`graft.compare`."""
-        self.one_process("graft compare")
         cap = budget
         check_splits(self.data)
         if isinstance(strategies, str):
             strategies = [s.strip() for s in strategies.split(",") if s.strip()]
         out = Path(out)
-        write_json(out / "plan.json", self.plan)
+        if self.runtime.is_main:
+            write_json(out / "plan.json", self.plan)
         if "step_times" not in self.__dict__:
             self.say(f"timing a few steps of {self.grafted.spec.name} to split the {self.seconds or 900.0:.0f} s budget")
         budget = 900.0
@@ -447,12 +448,15 @@ class Workflow:
                 budget = max(0.0, (self.left() or 0.0) - self.finish() - finishing)
             if cap is not None:  # the comparison's own cap, its finishing included
                 budget = min(budget, max(0.0, float(cap) - finishing - (self.finish() if report else 0.0)))
+        budget = distributed.broadcast_object(self.runtime, budget, "the comparison's budget")  # rank 0's clock
         result = _compare(self.backbone, self.data, self.plan, out, strategies=strategies, budget=budget, seeds=seeds,
                           batch_size=self.batch_size, max_epochs=max_epochs, log=self.say, grafted=self.grafted,
                           times=self.step_times, runtime=self.runtime, **strategy_options)
         from graft.report.compare_plots import write_comparison_plots
         from graft.report.plots import plot_run
 
+        if not self.runtime.is_main:  # rank 0 draws
+            return result
         for entry in result.strategies:  # each run's confusion.png, from its metrics.json
             for run in entry["runs"]:
                 self._draw("confusion.png", Path(run["run_dir"]), plot_run, run["run_dir"])

@@ -188,3 +188,25 @@ def test_a_rank_loader_follows_the_shuffled_loader_epoch_after_epoch():
         want = [x[:, 0, 0, 0] for x, _ in single]
         got = [x[:, 0, 0, 0] for x, _, _ in ranks]
         assert all(torch.equal(a, b) for a, b in zip(want, got)) and len(want) == len(got)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun is not installed")
+def test_compare_under_torchrun_trains_every_run_data_parallel(tmp_path):
+    data = _data(tmp_path / "d.npz")
+    out = tmp_path / "cmp"
+    done = subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "graft", "compare", "test_convnext",
+                           "--random", "--data", str(data), "--strategies", "full,two-phase,multilayer",
+                           "--budget", "90s", "--max-epochs", "3", "--batch-size", "16", "--device", "cpu",
+                           "--out", str(out)], capture_output=True, text=True, timeout=400,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((out / "comparison.json").read_text())
+    assert [e["strategy"] for e in result["strategies"]] == ["full", "two-phase"]
+    assert any(d["strategy"] == "multilayer" and "one pass" in d["why"] for d in result["dropped"])
+    for entry in result["strategies"]:
+        run = Path(entry["runs"][0]["run_dir"])
+        assert json.loads((run / "config.json").read_text())["runtime"]["world_size"] == 2
+        assert (run / "model.safetensors").is_file() and entry["runs"][0]["latency_ms"] > 0
+    assert (out / "report.html").is_file()
+    assert done.stdout.count("best on validation") == 1  # rank 0 alone reports

@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import graft.distributed as distributed
 from graft.data import Data
+from graft.devices import CPU
 from graft.errors import GraftError
 from graft.files import write_json
 from graft.models import Backbone
@@ -163,8 +165,10 @@ def compare(backbone: Backbone, data: Data, plan: SurgeryPlan, out: str | Path, 
     copy of the grafted network. The best strategy is the one with the highest mean validation accuracy (the
     test split is reported, never used to choose). ``grafted`` (``plan.apply(backbone)``) and ``times`` (its
     step times) may be given when the caller has them already. ``runtime``: where every run trains
-    (graft.devices.Runtime; default the CPU).
+    (graft.devices.Runtime; default the CPU). Under torchrun every run trains data-parallel, the ranks take each
+    decision rank 0 takes (what fits, what is dropped), and rank 0 writes the folder.
     """
+    runtime = runtime or CPU
     out = Path(out)
     say = log or (lambda message: None)
     seeds = list(seeds)
@@ -181,6 +185,10 @@ def compare(backbone: Backbone, data: Data, plan: SurgeryPlan, out: str | Path, 
         except GraftError as error:
             dropped.append({"strategy": s.label, "why": f"does not apply to {grafted.spec.name}: {error.expected}"})
             continue
+        if runtime.distributed and s.definition.fit is not None:
+            dropped.append({"strategy": s.label, "why": "it fits in one pass of its own, in one process: compare it "
+                            "without torchrun"})
+            continue
         if s.label not in [p.label for p in parsed]:
             parsed.append(s)
     if not parsed:
@@ -188,7 +196,8 @@ def compare(backbone: Backbone, data: Data, plan: SurgeryPlan, out: str | Path, 
                          "; ".join(f"{d['strategy']}: {d['why']}" for d in dropped) or "pass --strategies")
     if times is None:
         say(f"timing a few steps of {grafted.spec.name} to split the {budget:.0f} s budget")
-        times = measure_step_times(grafted, data, batch_size, seeds[0], runtime=runtime)
+        times = distributed.broadcast_object(runtime, measure_step_times(grafted, data, batch_size, seeds[0],
+                                                                         runtime=runtime), "the step times")
     epochs, late, share = plan_budget(parsed, times, budget, len(seeds), max_epochs, has_adapter)
     dropped += late
     for d in late:
@@ -199,13 +208,15 @@ def compare(backbone: Backbone, data: Data, plan: SurgeryPlan, out: str | Path, 
     result = Comparison(grafted.spec.name, data.spec.name, budget, seeds, list(data.spec.label_names),
                         "test" if "test" in data.splits else None, dropped=dropped,
                         notes=[f"each run's share of the budget: {share:.0f} s (it stops there at the latest)"])
-    out.mkdir(parents=True, exist_ok=True)
+    if runtime.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     for s in parsed:
         if s.label not in epochs:
             continue
         left = budget - (time.perf_counter() - started)
         need = strategy_seconds(s, times, least_epochs(s), has_adapter) * len(seeds)
+        left = distributed.broadcast_object(runtime, left, "what is left of the budget")  # rank 0's clock for all
         if need > left:  # the runs before took longer than planned (a busy machine): the budget is kept
             why = (f"the runs before it took {time.perf_counter() - started:.0f} s of the {budget:.0f} s; the "
                    f"{max(0.0, left):.0f} s left are less than its shortest run (about {need:.0f} s)")
@@ -217,16 +228,23 @@ def compare(backbone: Backbone, data: Data, plan: SurgeryPlan, out: str | Path, 
             run_dir = out / "runs" / f"{s.label.replace(':', '')}-s{seed}"
             record = _run(backbone, plan, data, run_dir, s, epochs[s.label], min(share, max(left, 0.0)), seed,
                           batch_size, progress, runtime)
+            distributed.barrier(runtime, f"the run {run_dir.name}")  # rank 0 has written it
+            if not runtime.is_main:  # rank 0's record, written; the latency is rank 0's to measure
+                runs.append(_summary(RunRecord.from_dict(json.loads((run_dir / "run.json").read_text())), run_dir,
+                                     seed, 0.0))
+                continue
             latency = _latency_ms(load_run(run_dir), data)
             runs.append(_summary(record, run_dir, seed, latency))
             say(f"{s.label} (seed {seed}): {record.epochs_run} epoch{'s' if record.epochs_run != 1 else ''} in {record.seconds:.0f} s, val "
                 f"{_fmt(record.best_accuracy)}, {record.final_split or 'no held-out split'} "
                 f"{_fmt(record.final_accuracy)}")
         result.strategies.append(_aggregate(s.label, runs))
-        write_json(out / "comparison.json", result.to_dict())  # after every strategy: progress survives
+        if runtime.is_main:
+            write_json(out / "comparison.json", result.to_dict())  # after every strategy: progress survives
     scored = [e for e in result.strategies if e["mean"].get("val_accuracy") is not None]
     result.best = max(scored, key=lambda e: e["mean"]["val_accuracy"])["strategy"] if scored else None
-    write_json(out / "comparison.json", result.to_dict())
+    if runtime.is_main:
+        write_json(out / "comparison.json", result.to_dict())
     return result
 
 
