@@ -290,6 +290,9 @@ def predict(run, data, *, split: str | None = None, data_options: DataOptions | 
     from graft.devices import Runtime
 
     runtime = Runtime.resolve(device, precision)
+    if runtime.distributed:
+        raise GraftError("graft predict in one process", f"a torchrun launch of {runtime.world_size} processes",
+                         "run graft predict without torchrun (--device cuda takes one GPU)")
     import csv
     import io
 

@@ -79,8 +79,10 @@ def resolve_device(value: str | torch.device | None = "auto", local_rank: int = 
 
 
 def bf16_supported(device: torch.device) -> bool:
+    """Native bfloat16 arithmetic: Ampere (compute capability 8.0) or later on CUDA (``is_bf16_supported`` counts
+    emulation on older GPUs, which is slower than fp16), the CPU and MPS."""
     if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
+        return torch.cuda.get_device_capability(device) >= (8, 0)
     return device.type in ("cpu", "mps")
 
 

@@ -43,6 +43,11 @@ def world() -> tuple[int, int, int]:
     return rank, size, local
 
 
+def local_world_size() -> int:
+    """The processes of this launch on this machine (torchrun's ``LOCAL_WORLD_SIZE``; 1 outside it)."""
+    return max(1, _int_env("LOCAL_WORLD_SIZE", 1))
+
+
 def timeout_seconds() -> float:
     text = os.environ.get(TIMEOUT_ENV, "600")
     try:

@@ -477,11 +477,13 @@ class Workflow:
         ``keep_going``. ``"auto"`` never returns silently a model below a linear head on the same features: the
         record carries a warning (the CLI exits 3) unless ``keep_going``."""
         out = Path(out)
-        if self.seconds is not None and not self.left() and not is_auto(strategy):
+        # rank 0's clock decides for every rank of a torchrun launch (one refusal, or none)
+        left, budget = distributed.broadcast_object(self.runtime, (self.left(), self.for_training()), "the budget")
+        if self.seconds is not None and not left and not is_auto(strategy):
             raise GraftError(f"time left of the {seconds_text(self.seconds)} budget to fit in",
                              f"none: the earlier stages of this workflow took {seconds_text(self.elapsed())}",
                              "make the fit a workflow of its own, or give this one a larger budget")
-        budget, advice = self.for_training(), None
+        advice = None
         if is_auto(strategy):
             self.one_process("graft fit --strategy auto")
             advice, options, epochs, budget = self._decide(out, epochs=epochs, resume=resume, margin=margin,

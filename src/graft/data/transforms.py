@@ -52,7 +52,7 @@ class Preprocess(nn.Module):
                 raise DataError(f"normalization for {c} channels", f"{len(self.mean)} means",
                                 "adapt the channels first (graft plan) or pass matching mean/std")
             shape = (-1,) + (1,) * (x.ndim - 1)
-            x = (x - self.mean.reshape(shape)) / self.std.reshape(shape)
+            x = (x - _on(self.mean, x).reshape(shape)) / _on(self.std, x).reshape(shape)
         return x
 
     def batch(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,13 +68,18 @@ class Preprocess(nn.Module):
                 raise DataError(f"normalization for {c} channels", f"{len(self.mean)} means",
                                 "adapt the channels first (graft plan) or pass matching mean/std")
             shape = (1, -1) + (1,) * (x.ndim - 2)
-            x = (x - self.mean.reshape(shape)) / self.std.reshape(shape)
+            x = (x - _on(self.mean, x).reshape(shape)) / _on(self.std, x).reshape(shape)
         return x
 
     def extra_repr(self) -> str:
         m = None if self.mean is None else [round(v, 4) for v in self.mean.tolist()]
         s = None if self.std is None else [round(v, 4) for v in self.std.tolist()]
         return f"mean={m}, std={s}, size={self.size}"
+
+
+def _on(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``t`` on ``x``'s device (itself when it is there already: nothing recorded when a CPU network is traced)."""
+    return t if t.device == x.device else t.to(x.device)
 
 
 class BatchPreprocess(nn.Module):

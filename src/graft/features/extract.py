@@ -179,7 +179,8 @@ class _Taps:
             if state[0] is None or state[0].shape[1] != c or state[0].dtype != x.dtype or n > len(state[0]):
                 self._flush_one(name)
                 rows = max(16 * n, 1024)
-                state[:] = [torch.empty(rows, c, dtype=x.dtype), torch.empty(rows, c, dtype=x.dtype), 0, 1]
+                state[:] = [torch.empty(rows, c, dtype=x.dtype, device=x.device),
+                            torch.empty(rows, c, dtype=x.dtype, device=x.device), 0, 1]
             elif state[2] + n > len(state[0]):
                 self._flush_one(name)
             r = state[2]
@@ -204,8 +205,8 @@ class _Taps:
         if not rows:
             return
         self.pending[name][2] = 0
-        mean_nc = means[:rows].double()
-        sumsq_nc = norms[:rows].double() ** 2
+        mean_nc = means[:rows].cpu().double()  # float64 on the host (MPS has none)
+        sumsq_nc = norms[:rows].cpu().double() ** 2
         m2_nc = (sumsq_nc - positions * mean_nc**2).clamp_min(0)
         n = mean_nc.shape[0] * positions
         mean = mean_nc.mean(0)

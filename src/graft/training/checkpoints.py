@@ -85,6 +85,8 @@ def save_checkpoint(folder: Path, name: str, module: nn.Module, optimizer: torch
             meta["optimizer_file"] = optim.name
             meta["files"][optim.name] = _digest(optim)
         meta["torch_rng"] = base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout on a GPU draws from its own RNG
+            meta["cuda_rng"] = base64.b64encode(torch.cuda.get_rng_state().numpy().tobytes()).decode()
         text = json_text(meta)
         current, previous = folder / f"{name}.json", folder / f"{name}.previous.json"
         if keep_previous and current.is_file():  # the one before stays whole until the new one is
@@ -179,4 +181,6 @@ def load_checkpoint(folder: Path, name: str, module: nn.Module, optimizer: torch
         optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
     rng = base64.b64decode(meta["torch_rng"])
     torch.set_rng_state(torch.frombuffer(bytearray(rng), dtype=torch.uint8))
+    if meta.get("cuda_rng") and torch.cuda.is_available():  # a GPU run resumed on a GPU: its dropout goes on
+        torch.cuda.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(meta["cuda_rng"])), dtype=torch.uint8))
     return meta

@@ -88,6 +88,14 @@ class Trainer(Passes):
         # where and how it computes (graft.devices); ``device`` alone: that device in fp32
         self.runtime = runtime if runtime is not None else (Runtime.resolve(device, "fp32") if device else CPU)
         self.device = self.runtime.torch_device
+        if self.runtime.distributed:  # a Trainer made outside a Workflow joins the launch's process group too
+            distributed.initialize(self.runtime)
+            used = {"train", *([eval_split] if eval_split else [s for s in ("val", "test") if s in data.splits][:1])}
+            small = {s: len(data[s]) for s in sorted(used) if len(data[s]) < self.runtime.world_size}
+            if small:
+                raise GraftError(f"at least one sample per process ({self.runtime.world_size}) in every split",
+                                 ", ".join(f"{s}: {n}" for s, n in small.items()),
+                                 "train in fewer processes (--nproc_per_node), or on more data")
         self.runtime.place(self.module)
         self.scaler = self.runtime.scaler()
         self._wrapped: nn.Module | None = None  # the DDP wrapper of the trainable set now (torchrun)
@@ -214,6 +222,7 @@ class Trainer(Passes):
             batches = track(loader, "computing the frozen prefix once", total=len(loader), min_items=20) \
                 if self.progress else loader
             limit = self.cache_limit if self.cache_limit is not None else prefix_limit()
+            limit /= distributed.local_world_size() if self.runtime.distributed else 1  # each rank holds all of it
             total = len(self.data["train"])
             cache = PrefixCache(self.module, frozen, batches, size, self.prep, self.device,
                                 total=total if rows is None else len(rows),
@@ -356,7 +365,8 @@ class Trainer(Passes):
         return 0.5 * self.strategy.l2sp * penalty
 
     def run(self, resume: bool = False) -> RunState:
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        if self.runtime.is_main:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         if resume and newest_intact(self.ckpt_dir, "last") == (None, []):  # stopped before its first checkpoint
             resume = False
             self.notes.append("no checkpoint was written before the interruption: the run started from the beginning")
@@ -404,7 +414,11 @@ class Trainer(Passes):
                     self.optimizer = None  # a new phase: fresh optimizer
                     self.trainable = ()
                 self._set_trainable(phase, wanted)
+            if self.runtime.distributed:  # each rank its own random draws (dropout, augmentation), the same on resume
+                torch.manual_seed(self.seed + 7919 * self.runtime.rank + 104729 * (epoch + 1))
             record = self._epoch(epoch, session_start)
+            if self.runtime.distributed:  # BatchNorm statistics of batch-mode layers: rank 0's, what it saves
+                distributed.broadcast_tensors(self.runtime, list(self.module.buffers()), "the BatchNorm statistics")
             if self.eval_split:
                 metrics = self.evaluate(self.eval_split)
                 record.update({f"{self.eval_split}_accuracy": metrics["accuracy"],

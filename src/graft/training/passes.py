@@ -68,6 +68,8 @@ class Passes:
         t0 = time.perf_counter()
         head = self._head()
         adapted = self._adapt_batchnorm() if phase.adapt_batchnorm and self.strategy.batchnorm == "frozen" else 0
+        if adapted:  # the same statistics on every rank (each ran the whole pass; rank 0's are the ones saved)
+            distributed.broadcast_tensors(self.runtime, list(self.module.buffers()), "the adapted BatchNorm")
         x, y = self._head_inputs("train")
         x_val = y_val = None
         if self.eval_split == "val":

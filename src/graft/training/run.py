@@ -109,7 +109,7 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
     strategy = parse_strategy(strategy, **{k: v for k, v in strategy_options.items() if v is not None})
     runtime = runtime or CPU
     out = Path(out)
-    seconds = parse_budget(budget)
+    seconds = distributed.broadcast_object(runtime, parse_budget(budget), "the budget")  # one decision for all ranks
     if strategy.definition.fit is not None:  # a strategy that fits itself (multilayer: one pass, a solved head)
         if runtime.distributed:
             raise GraftError("a strategy that trains in epochs under torchrun",
@@ -134,7 +134,8 @@ def fine_tune(backbone: Backbone, data: Data, out: str | Path, *, strategy: str 
         if seconds is None:
             epochs = 10
         else:
-            times = times or measure_step_times(backbone, data, batch_size, seed, runtime=runtime)
+            times = distributed.broadcast_object(
+                runtime, times or measure_step_times(backbone, data, batch_size, seed, runtime=runtime), "the step times")
             adapter = any(name.startswith("input_layer.") for name, _ in backbone.module.named_parameters())
             require_budget(strategy, times, seconds, adapter)
             # every rank trains the same epochs: rank 0's estimate

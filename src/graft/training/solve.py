@@ -62,7 +62,7 @@ def solve_linear_head(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bi
     # centring would add a bias of its own: a head without one is fit on scaled, uncentred features
     mean = x.mean(0) if fit_bias else torch.zeros_like(std)
     z = (x - mean) / std
-    b_raw = bias.float() if fit_bias else torch.zeros(weight.shape[0])
+    b_raw = bias.float() if fit_bias else torch.zeros(weight.shape[0], device=weight.device)
     w_z = weight.float() * std  # the head's weights seen on standardized features
     b_z = b_raw + weight.float() @ mean
     grid = (c,) if c is not None else (C_GRID if x_val is not None and len(x_val) else (1.0,))
