@@ -84,19 +84,33 @@ def active(runtime) -> bool:
     return runtime.distributed and dist.is_available() and dist.is_initialized()
 
 
+def peer_stopped(exc: BaseException, what: str) -> GraftError:
+    """The GraftError of a collective step that failed because another rank died or timed out."""
+    import re
+
+    rank = world()[0]
+    reason = re.sub(r"\[[^\]]*\.(cc|cpp):\d+\]\s*", "", str(exc).strip().splitlines()[0])  # its C++ source
+    return GraftError(f"every rank of the torchrun launch alive at {what}",
+                      f"rank {rank}: another rank stopped ({type(exc).__name__}: {reason[:160]})",
+                      "see the first rank that failed in torchrun's output; the run folder keeps its last "
+                      "checkpoint: run the same torchrun command with --resume")
+
+
+PEER_FAILURES = ("connection closed", "connection reset", "remote worker", "nccl", "timed out", "broken pipe")
+
+
+def is_peer_failure(exc: BaseException) -> bool:
+    """Whether ``exc``, raised inside a step that communicates (DDP's gradient all-reduce in ``backward``), is a
+    peer that stopped: gloo's and NCCL's errors for a closed connection or a timeout."""
+    return isinstance(exc, RuntimeError) and any(p in str(exc).lower() for p in PEER_FAILURES)
+
+
 def _collective(what: str, call):
     """Run a collective step; a peer that died or timed out becomes one clear GraftError."""
     try:
         return call()
     except (RuntimeError, ValueError) as exc:  # gloo/NCCL: connection reset, timeout
-        import re
-
-        rank = world()[0]
-        reason = re.sub(r"\[[^\]]*\.(cc|cpp):\d+\]\s*", "", str(exc).strip().splitlines()[0])  # its C++ source
-        raise GraftError(f"every rank of the torchrun launch alive at {what}",
-                         f"rank {rank}: another rank stopped ({type(exc).__name__}: {reason[:160]})",
-                         "see the first rank that failed in torchrun's output; the run folder keeps its last "
-                         "checkpoint: run the same torchrun command with --resume") from None
+        raise peer_stopped(exc, what) from None
 
 
 def sum_values(runtime, values: list[float], what: str = "a reduction") -> list[float]:

@@ -334,6 +334,8 @@ class Trainer(Passes):
                 except Exception as exc:
                     if is_out_of_memory(exc):
                         raise self._out_of_memory("a training step", self.batch_size) from None
+                    if rt.distributed and distributed.is_peer_failure(exc):  # DDP's all-reduce in backward
+                        raise distributed.peer_stopped(exc, f"a training step of epoch {epoch + 1}") from None
                     raise
                 self.state.step += 1
                 n = 0 if factor == 0.0 else len(y)

@@ -100,13 +100,18 @@ def fit(module: nn.Module, train: DataLoader, eval_loader: DataLoader | None = N
             if not finite:
                 raise GraftError("a finite training loss", f"{loss.item()} at epoch {epoch}",
                                  "lower the learning rate (lr=) or check the inputs for extreme values")
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            try:
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    opt.step()
+            except RuntimeError as exc:
+                if runtime.distributed and distributed.is_peer_failure(exc):  # DDP's all-reduce in backward
+                    raise distributed.peer_stopped(exc, f"a training step of epoch {epoch}") from None
+                raise
             sched.step()
             n = 0 if factor == 0.0 else len(y)
             mean = float(loss.detach()) if factor is None else float(loss_fn(out.detach().float(), y))
