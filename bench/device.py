@@ -43,10 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CIFAR_RESNETS, MOBILENETV2_FILE, environment, markdown_table, parse_args, write_json  # noqa: E402
 
 import graft  # noqa: E402
-from graft.data import load_data  # noqa: E402
 from graft.devices import Runtime  # noqa: E402
 from graft.strategy import parse_strategy  # noqa: E402
 from graft.training import Trainer  # noqa: E402
+from train_speed import _cifar  # noqa: E402  (the same CIFAR-10 draw as the trainer benchmark)
 
 BATCH = 64
 
@@ -56,16 +56,6 @@ def _extra(p):
     p.add_argument("--case", default="auto", choices=["auto", "mobilenetv2", "resnet20"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-ddp", action="store_true", help="skip the torchrun comparison")
-
-
-def _cifar(shared: Path, n: int, size: int | None = None):
-    arrays = np.load(shared / "data" / "cifar10" / "cifar10_jpg_subset.npz")
-    x, y = arrays["x_train"], arrays["y_train"]
-    index = np.concatenate([np.flatnonzero(y == c)[: n // 10] for c in range(10)])
-    x = torch.from_numpy(x[index]).permute(0, 3, 1, 2).float() / 255
-    if size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    return load_data((x.numpy(), y[index]), layout="NCHW")
 
 
 def _case(shared: Path, name: str):
@@ -138,13 +128,7 @@ def training(path, options, data, runtime, repeats) -> dict:
                         opt.zero_grad(set_to_none=True)
                         with runtime.autocast():
                             loss = F.cross_entropy(module(prep.batch(x)), y)
-                        if scaler is not None:
-                            scaler.scale(loss).backward()
-                            scaler.step(opt)
-                            scaler.update()
-                        else:
-                            loss.backward()
-                            opt.step()
+                        runtime.step(loss, opt, scaler)
                 _sync(runtime)
                 times[kind].append(time.perf_counter() - t0)
     n = len(data["train"])

@@ -12,23 +12,15 @@ from torch import nn
 
 import graft
 from graft.cli import main
-from graft.data import load_data
 from graft.devices import Runtime, is_out_of_memory, machine_devices, resolve_device, resolve_precision
 from graft.errors import GraftError
 from graft.strategy import parse_strategy
 from graft.training.engine import Trainer
 from tests.conftest import TinyPooledCNN, randomize_bn
+from tests.training.test_engine import _data
 
 NO_CUDA = not torch.cuda.is_available()
 NO_MPS = not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-
-
-def _data(n: int = 60, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 3
-    x = rng.normal(0.2, 0.2, (n, 3, 12, 12)).astype(np.float32)
-    x[np.arange(n), y] += 0.5
-    return load_data((x, y), layout="NCHW", val_fraction=0.2, seed=seed)
 
 
 def _net(seed: int = 0):

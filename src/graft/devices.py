@@ -163,6 +163,17 @@ class Runtime:
         """A gradient scaler for fp16 (bf16 and fp32 need none)."""
         return torch.amp.GradScaler(self.torch_device.type) if self.precision == "fp16" else None
 
+    @staticmethod
+    def step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+        """``loss.backward()`` and ``optimizer.step()``, through ``scaler`` when there is one (fp16)."""
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+            return
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
     def to(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` on this device (non-blocking from pinned memory)."""
         return x.to(self.torch_device, non_blocking=self.pin_memory)

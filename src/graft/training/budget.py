@@ -118,13 +118,7 @@ def measure_step_times(backbone: Backbone, data: Data, batch_size: int, seed: in
         with runtime.autocast():
             loss = nn.functional.cross_entropy(module(prep.batch(x)), y)
         opt.zero_grad()
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
+        runtime.step(loss, opt, scaler)
         sync()
         t1 = time.perf_counter()
         with torch.inference_mode(), runtime.autocast():

@@ -324,13 +324,7 @@ class Trainer(Passes):
                         raise GraftError("a finite training loss", f"{loss.item()} at epoch {epoch + 1}",
                                          "lower the learning rate or check the inputs for extreme values")
                     self.optimizer.zero_grad(set_to_none=True)
-                    if self.scaler is not None:
-                        self.scaler.scale(loss).backward()
-                        self.scaler.step(self.optimizer)
-                        self.scaler.update()
-                    else:
-                        loss.backward()
-                        self.optimizer.step()
+                    rt.step(loss, self.optimizer, self.scaler)
                 except Exception as exc:
                     if is_out_of_memory(exc):
                         raise self._out_of_memory("a training step", self.batch_size) from None

@@ -101,13 +101,7 @@ def fit(module: nn.Module, train: DataLoader, eval_loader: DataLoader | None = N
                 raise GraftError("a finite training loss", f"{loss.item()} at epoch {epoch}",
                                  "lower the learning rate (lr=) or check the inputs for extreme values")
             try:
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    opt.step()
+                runtime.step(loss, opt, scaler)
             except RuntimeError as exc:
                 if runtime.distributed and distributed.is_peer_failure(exc):  # DDP's all-reduce in backward
                     raise distributed.peer_stopped(exc, f"a training step of epoch {epoch}") from None
