@@ -230,10 +230,9 @@ def pretrain(arch: str, data: Data | str | Path, out: str | Path, *, epochs: int
 
     import torch
 
+    import graft.distributed as distributed
     from graft.devices import Runtime
     from graft.training import fit
-
-    import graft.distributed as distributed
     from graft.training.parallel import RankLoader
 
     runtime = Runtime.resolve(device, precision)

@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     args.started = started
     threads, rank = None, _rank()
     prefix = f"rank {rank}: " if rank else ""
-    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+    launched = os.environ.get("WORLD_SIZE", "1") not in ("", "1")  # by torchrun, with other ranks
+    if launched:
         _stop_on_sigterm()
     try:
         if args.command in NETWORK_COMMANDS:  # torch's threads fitted to the cores other processes leave free
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if "graft.distributed" in sys.modules:  # a torchrun launch: leave its process group
             sys.modules["graft.distributed"].shutdown()
-        if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):  # done: torchrun's SIGTERM now ends it quietly
+        if launched:  # done: torchrun's SIGTERM now ends it quietly
             import signal
 
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
